@@ -1,0 +1,182 @@
+//! The command line: `serve` (default), `migrate` and `org create`.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{App, AppState};
+use crate::config::{Overrides, Settings};
+use crate::db::{self, Db};
+use crate::org::model::NewOrg;
+use crate::org::service::{ProvisionedOrg, provision_org};
+use crate::org::store::no_orgs_exist;
+
+#[derive(Debug, Parser)]
+#[command(name = "perks", version, about = "Self-hostable loyalty engine with a Capillary-compatible API")]
+pub struct Cli {
+    /// Configuration file (optional; missing means defaults).
+    #[arg(long, env = "PERKS_CONFIG", default_value = "perks.toml", global = true)]
+    pub config: PathBuf,
+    /// Database URL: sqlite://FILE or postgres://… (overrides PERKS_DATABASE_URL).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve {
+        /// Address to listen on (overrides PERKS_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Do not create the demo org on a brand-new database.
+        #[arg(long)]
+        no_demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage orgs.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an org with one zone, concept, store, till, OAuth client and admin token.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// IANA time zone, e.g. Asia/Kolkata.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// ISO-4217 currency code.
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// BCP-47 language tag.
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// Print exactly one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (listen, no_demo) = match &cli.command {
+        Some(Command::Serve { listen, no_demo }) => (listen.clone(), *no_demo),
+        _ => (None, false),
+    };
+    let overrides = Overrides { listen, database_url: cli.database_url.clone(), no_demo };
+    let settings = Settings::load(&cli.config, overrides)?;
+    match cli.command {
+        None | Some(Command::Serve { .. }) => serve(settings).await,
+        Some(Command::Migrate) => {
+            let db = Db::connect(&settings).await?;
+            db::migrate(&db).await?;
+            db.close().await;
+            eprintln!("migrations applied to {}", settings.database_url.redacted());
+            Ok(())
+        }
+        Some(Command::Org { command: OrgCommand::Create { name, timezone, currency, language, json } }) => {
+            let new_org = NewOrg::parse(&name, &timezone, &currency, &language)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let db = Db::connect(&settings).await?;
+            db::migrate(&db).await?;
+            let org = provision_org(&db, &new_org, settings.auth.token_ttl_seconds).await?;
+            db.close().await;
+            if json {
+                println!("{}", serde_json::to_string(&org)?);
+            } else {
+                print_credentials(&format!("Org '{name}' created"), &org, &settings.listen);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    tracing::info!(database = %settings.database_url.redacted(), "starting Perks");
+    let demo = settings.demo;
+    let listen = settings.listen.clone();
+    let database_path = settings.database_url.sqlite_path().map(Path::to_path_buf);
+    let state = AppState::new(settings).await?;
+    if demo {
+        create_demo_org(&state, database_path.as_deref(), &listen).await?;
+    }
+    let app = App::build(state).await?;
+    tracing::info!(address = %app.local_addr()?, "listening");
+    app.run(shutdown_signal()).await
+}
+
+/// On a brand-new database, creates the demo org, prints its credentials and saves them to
+/// `perks-demo.json` beside the database.
+async fn create_demo_org(state: &AppState, database_path: Option<&Path>, listen: &str) -> anyhow::Result<()> {
+    let mut conn = state.db.read().await?;
+    let fresh = no_orgs_exist(&mut conn).await?;
+    drop(conn);
+    if !fresh {
+        return Ok(());
+    }
+    let new_org = NewOrg::parse("Demo", "UTC", "USD", "en").map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let org = provision_org(&state.db, &new_org, state.settings.auth.token_ttl_seconds).await?;
+    let directory = database_path.and_then(Path::parent).filter(|p| !p.as_os_str().is_empty());
+    let file = directory.map(|d| d.join("perks-demo.json")).unwrap_or_else(|| PathBuf::from("perks-demo.json"));
+    std::fs::write(&file, serde_json::to_string_pretty(&org)?)?;
+    print_credentials(&format!("Demo org created (saved to {})", file.display()), &org, listen);
+    Ok(())
+}
+
+fn print_credentials(title: &str, org: &ProvisionedOrg, listen: &str) {
+    let base = format!("http://{listen}");
+    eprintln!(
+        "\n==== {title} ====\n\
+         org id        {org_id}\n\
+         store id      {store_id}\n\
+         till login    {user} / {password}   (Basic auth: base64(user:md5(password)))\n\
+         OAuth client  key {key}\n\
+         \x20             secret {secret}\n\
+         admin token   {admin}\n\n\
+         Try it:\n\
+         \x20 curl -u {user}:$(printf %s '{password}' | md5sum | cut -d' ' -f1) {base}/v1.1/organization/get\n\
+         \x20 curl -X POST {base}/v3/oauth/token/generate -H 'Content-Type: application/json' \\\n\
+         \x20      -d '{{\"key\": \"{key}\", \"secret\": \"{secret}\"}}'\n\
+         ====\n",
+        org_id = org.org_id,
+        store_id = org.store_id,
+        user = org.till.username,
+        password = org.till.password,
+        key = org.oauth.client_key,
+        secret = org.oauth.client_secret,
+        admin = org.admin_token,
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,236 @@
+//! The one table of client-facing error codes, and `ApiError`, the error every handler returns.
+//!
+//! An `ApiError` does not render itself: it rides in the response's extensions and the envelope
+//! layer (`http::envelope`) renders it as a v1.1 status (JSON or XML) or a v2 `errors` list,
+//! depending on the request. That keeps one error type for every API version.
+
+use std::borrow::Cow;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// A stable client-facing error: numeric code, HTTP status and default message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    InvalidInput,
+    AuthenticationFailed,
+    PermissionDenied,
+    NotFound,
+    MethodNotAllowed,
+    IdempotencyInProgress,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    IdempotencyKeyReused,
+    RateLimited,
+    Internal,
+    Unavailable,
+    BatchTooLarge,
+    AttributionLookupTypeRequired,
+    EntityNameExists,
+    NotAdminUser,
+    InvalidParentEntity,
+}
+
+/// One row of the error table.
+pub struct CodeInfo {
+    pub code: u32,
+    pub http: u16,
+    pub name: &'static str,
+    pub message: &'static str,
+}
+
+impl Code {
+    /// Every code, in table order (used to generate and check `docs/errors.md`).
+    pub const ALL: [Code; 17] = [
+        Code::InvalidInput,
+        Code::AuthenticationFailed,
+        Code::PermissionDenied,
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::IdempotencyInProgress,
+        Code::BodyTooLarge,
+        Code::UnsupportedMediaType,
+        Code::IdempotencyKeyReused,
+        Code::RateLimited,
+        Code::Internal,
+        Code::Unavailable,
+        Code::BatchTooLarge,
+        Code::AttributionLookupTypeRequired,
+        Code::EntityNameExists,
+        Code::NotAdminUser,
+        Code::InvalidParentEntity,
+    ];
+
+    pub const fn info(self) -> CodeInfo {
+        let (code, http, name, message) = match self {
+            Code::InvalidInput => (400, 400, "InvalidInput", "Invalid input"),
+            Code::AuthenticationFailed => (
+                401,
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. Please check username and password.",
+            ),
+            Code::PermissionDenied => {
+                (403, 403, "PermissionDenied", "Access denied: the API key lacks the permission")
+            }
+            Code::NotFound => (404, 404, "NotFound", "Resource not found"),
+            Code::MethodNotAllowed => {
+                (405, 405, "MethodNotAllowed", "Operation not supported on the resource")
+            }
+            Code::IdempotencyInProgress => (
+                409,
+                409,
+                "IdempotencyInProgress",
+                "A request with this Idempotency-Key is still in progress",
+            ),
+            Code::BodyTooLarge => (413, 413, "BodyTooLarge", "Request body is too large"),
+            Code::UnsupportedMediaType => (
+                415,
+                415,
+                "UnsupportedMediaType",
+                "Unsupported media type: set Content-Type to application/json or application/xml",
+            ),
+            Code::IdempotencyKeyReused => (
+                422,
+                422,
+                "IdempotencyKeyReused",
+                "Idempotency-Key was already used with a different request",
+            ),
+            Code::RateLimited => (429, 429, "RateLimited", "Rate limit exceeded, retry later"),
+            Code::Internal => (500, 500, "Internal", "Internal server error"),
+            Code::Unavailable => (503, 503, "Unavailable", "Service unavailable"),
+            Code::BatchTooLarge => (1060, 400, "BatchTooLarge", "Batch size limit exceeded"),
+            Code::AttributionLookupTypeRequired => (
+                1061,
+                400,
+                "AttributionLookupTypeRequired",
+                "X-CAP-API-ATTRIBUTION-LOOKUP-TYPE is required with X-CAP-API-ATTRIBUTION-LOOKUP",
+            ),
+            Code::EntityNameExists => {
+                (1207, 400, "EntityNameExists", "Name is already used by another entity")
+            }
+            Code::NotAdminUser => (1209, 403, "NotAdminUser", "Not an admin user"),
+            Code::InvalidParentEntity => {
+                (1214, 400, "InvalidParentEntity", "Parent entity is invalid")
+            }
+        };
+        CodeInfo { code, http, name, message }
+    }
+
+    pub fn status(self) -> StatusCode {
+        StatusCode::from_u16(self.info().http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The code for an HTTP status produced outside our handlers (axum, tower layers).
+    pub fn for_status(status: StatusCode) -> Code {
+        match status.as_u16() {
+            401 => Code::AuthenticationFailed,
+            403 => Code::PermissionDenied,
+            404 => Code::NotFound,
+            405 => Code::MethodNotAllowed,
+            413 => Code::BodyTooLarge,
+            415 => Code::UnsupportedMediaType,
+            429 => Code::RateLimited,
+            503 => Code::Unavailable,
+            400..=499 => Code::InvalidInput,
+            _ => Code::Internal,
+        }
+    }
+}
+
+/// The error every handler and extractor returns.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: Cow<'static, str>,
+    /// Seconds to wait before retrying, sent as `Retry-After` (rate limits).
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: Code) -> Self {
+        ApiError { code, message: Cow::Borrowed(code.info().message), retry_after_seconds: None }
+    }
+
+    pub fn with_message(code: Code, message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError { code, message: message.into(), retry_after_seconds: None }
+    }
+
+    /// Bad input; the message names the field and the reason.
+    pub fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::with_message(Code::InvalidInput, message)
+    }
+
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::with_message(Code::NotFound, message)
+    }
+
+    /// An unexpected failure: the cause is logged here, once, and the client sees a generic text.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(Code::Internal)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code.info().code)
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        ApiError::internal(&e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// The error table as the Markdown of `docs/errors.md`.
+pub fn errors_markdown() -> String {
+    let mut out = String::from(
+        "# Error codes\n\nGenerated from `src/error.rs` (`UPDATE_DOCS=1 cargo test errors_doc` rewrites it).\n\
+         v1.1 responses carry the code in `status.code` (request level) or `item_status.code` (item level);\n\
+         v2 responses carry it in `errors[].code`. The HTTP status is the one shown.\n\n\
+         | code | HTTP | name | message |\n|---|---|---|---|\n",
+    );
+    for code in Code::ALL {
+        let i = code.info();
+        out.push_str(&format!("| {} | {} | {} | {} |\n", i.code, i.http, i.name, i.message));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_doc_matches_the_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md");
+        let expected = errors_markdown();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(path, &expected).unwrap();
+        }
+        let actual = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(actual, expected, "docs/errors.md is stale: run UPDATE_DOCS=1 cargo test errors_doc");
+    }
+
+    #[test]
+    fn codes_are_unique() {
+        let mut seen: Vec<u32> = Code::ALL.iter().map(|c| c.info().code).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), Code::ALL.len());
+    }
+}

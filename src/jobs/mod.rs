@@ -1,0 +1,51 @@
+//! Background jobs of a running server; today the purge of expired idempotency keys.
+//!
+//! Each job is idempotent and bounded per run, so several instances may run it at once safely.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::AppState;
+use crate::db::now_millis;
+use crate::idempotency::store::purge_expired;
+
+/// How often expired idempotency keys are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// Rows deleted per statement, and statements per run: each run is bounded.
+const PURGE_BATCH: i64 = 1_000;
+const PURGE_BATCHES_MAX: usize = 100;
+
+/// Starts the jobs; they stop when `shutdown` turns true.
+pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(PURGE_EVERY);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => purge_idempotency_keys(&state).await,
+                _ = shutdown.changed() => break,
+            }
+        }
+    })
+}
+
+async fn purge_idempotency_keys(state: &AppState) {
+    for _ in 0..PURGE_BATCHES_MAX {
+        let result = async {
+            let mut tx = state.db.begin_write().await?;
+            let deleted = purge_expired(&mut tx, now_millis(), PURGE_BATCH).await?;
+            tx.commit().await?;
+            Ok::<_, crate::db::DbError>(deleted)
+        }
+        .await;
+        match result {
+            Ok(deleted) if deleted < PURGE_BATCH as u64 => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "idempotency key purge failed");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Perks: a self-hostable loyalty and customer-engagement engine whose REST API is a drop-in for
+//! Capillary's public loyalty API. See `docs/ARCHITECTURE.md` for the map and one request's walk.
+//!
+//! # Layout
+//! - [`app`]: `AppState`, the router and a server bound to its own listener.
+//! - [`cli`]: the `perks` command line (`serve`, `migrate`, `org create`).
+//! - [`config`]: typed settings, layered defaults < `perks.toml` < `PERKS_*` < flags.
+//! - [`error`]: the one table of client-facing error codes and `ApiError`.
+//! - [`http`]: envelopes (v1.1 JSON/XML, v2), extractors, authentication, rate limit and metrics layers.
+//! - [`db`]: the `Db` enum over SQLite and PostgreSQL, transactions, the dispatch helper, migrations.
+//! - [`auth`]: principals, access groups, Basic/OAuth/admin-token authentication, the token endpoint.
+//! - [`org`]: orgs, concepts, zones, stores and tills, and their v1.1/v2 APIs.
+//! - [`audit`]: the audit record every write leaves in its own transaction.
+//! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
+//! - [`jobs`]: background jobs of a running server.
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod idempotency;
+pub mod jobs;
+pub mod ops;
+pub mod org;
