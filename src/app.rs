@@ -69,7 +69,10 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests and jobs finish.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_jobs, jobs_stopped) = watch::channel(false);
         let jobs = crate::jobs::spawn(self.state.clone(), jobs_stopped);
         let router = router(self.state.clone());

@@ -12,7 +12,11 @@ use crate::org::service::{ProvisionedOrg, provision_org};
 use crate::org::store::no_orgs_exist;
 
 #[derive(Debug, Parser)]
-#[command(name = "perks", version, about = "Self-hostable loyalty engine with a Capillary-compatible API")]
+#[command(
+    name = "perks",
+    version,
+    about = "Self-hostable loyalty engine with a Capillary-compatible API"
+)]
 pub struct Cli {
     /// Configuration file (optional; missing means defaults).
     #[arg(long, env = "PERKS_CONFIG", default_value = "perks.toml", global = true)]
@@ -82,7 +86,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("migrations applied to {}", settings.database_url.redacted());
             Ok(())
         }
-        Some(Command::Org { command: OrgCommand::Create { name, timezone, currency, language, json } }) => {
+        Some(Command::Org {
+            command: OrgCommand::Create { name, timezone, currency, language, json },
+        }) => {
             let new_org = NewOrg::parse(&name, &timezone, &currency, &language)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let db = Db::connect(&settings).await?;
@@ -115,17 +121,24 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// On a brand-new database, creates the demo org, prints its credentials and saves them to
 /// `perks-demo.json` beside the database.
-async fn create_demo_org(state: &AppState, database_path: Option<&Path>, listen: &str) -> anyhow::Result<()> {
+async fn create_demo_org(
+    state: &AppState,
+    database_path: Option<&Path>,
+    listen: &str,
+) -> anyhow::Result<()> {
     let mut conn = state.db.read().await?;
     let fresh = no_orgs_exist(&mut conn).await?;
     drop(conn);
     if !fresh {
         return Ok(());
     }
-    let new_org = NewOrg::parse("Demo", "UTC", "USD", "en").map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let new_org =
+        NewOrg::parse("Demo", "UTC", "USD", "en").map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let org = provision_org(&state.db, &new_org, state.settings.auth.token_ttl_seconds).await?;
     let directory = database_path.and_then(Path::parent).filter(|p| !p.as_os_str().is_empty());
-    let file = directory.map(|d| d.join("perks-demo.json")).unwrap_or_else(|| PathBuf::from("perks-demo.json"));
+    let file = directory
+        .map(|d| d.join("perks-demo.json"))
+        .unwrap_or_else(|| PathBuf::from("perks-demo.json"));
     std::fs::write(&file, serde_json::to_string_pretty(&org)?)?;
     print_credentials(&format!("Demo org created (saved to {})", file.display()), &org, listen);
     Ok(())

@@ -120,7 +120,12 @@ impl Default for RateLimitSettings {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        RateLimitSettings { enabled: true, default_rpm: 1000, endpoints, tracked_windows_max: 100_000 }
+        RateLimitSettings {
+            enabled: true,
+            default_rpm: 1000,
+            endpoints,
+            tracked_windows_max: 100_000,
+        }
     }
 }
 
@@ -155,12 +160,9 @@ impl DatabaseUrl {
         let Some(at) = rest.find('@') else { return url.clone() };
         let credentials = &rest[..at];
         match credentials.find(':') {
-            Some(colon) => format!(
-                "{}{}:***{}",
-                &url[..scheme_end + 3],
-                &credentials[..colon],
-                &rest[at..]
-            ),
+            Some(colon) => {
+                format!("{}{}:***{}", &url[..scheme_end + 3], &credentials[..colon], &rest[at..])
+            }
             None => url.clone(),
         }
     }
@@ -190,11 +192,12 @@ pub struct Overrides {
 impl Settings {
     /// Loads settings: defaults, then the TOML file (when it exists), then `PERKS_*` variables
     /// (nested keys with `__`, e.g. `PERKS_RATE_LIMIT__DEFAULT_RPM`), then `overrides`.
-    pub fn load(config_file: &Path, overrides: Overrides) -> Result<Settings, figment::Error> {
+    pub fn load(config_file: &Path, overrides: Overrides) -> Result<Settings, Box<figment::Error>> {
         let mut settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(config_file))
             .merge(Env::prefixed("PERKS_").split("__").ignore(&["config", "test_postgres_url"]))
-            .extract()?;
+            .extract()
+            .map_err(Box::new)?;
         if let Some(listen) = overrides.listen {
             settings.listen = listen;
         }
@@ -230,15 +233,21 @@ mod tests {
     }
 
     #[test]
+    // `Jail::expect_with` fixes the closure's error type to `figment::Error`.
+    #[allow(clippy::result_large_err)]
     fn layers_apply_in_order() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("perks.toml", "listen = \"0.0.0.0:1\"\n[rate_limit]\ndefault_rpm = 5\n")?;
+            jail.create_file(
+                "perks.toml",
+                "listen = \"0.0.0.0:1\"\n[rate_limit]\ndefault_rpm = 5\n",
+            )?;
             jail.set_env("PERKS_LISTEN", "0.0.0.0:2");
-            let from_env = Settings::load(Path::new("perks.toml"), Overrides::default())?;
+            let from_env =
+                Settings::load(Path::new("perks.toml"), Overrides::default()).map_err(|e| *e)?;
             assert_eq!(from_env.listen, "0.0.0.0:2");
             assert_eq!(from_env.rate_limit.default_rpm, 5);
             let overrides = Overrides { listen: Some("0.0.0.0:3".into()), ..Overrides::default() };
-            let from_flag = Settings::load(Path::new("perks.toml"), overrides)?;
+            let from_flag = Settings::load(Path::new("perks.toml"), overrides).map_err(|e| *e)?;
             assert_eq!(from_flag.listen, "0.0.0.0:3");
             Ok(())
         });

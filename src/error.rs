@@ -223,7 +223,10 @@ mod tests {
             std::fs::write(path, &expected).unwrap();
         }
         let actual = std::fs::read_to_string(path).unwrap_or_default();
-        assert_eq!(actual, expected, "docs/errors.md is stale: run UPDATE_DOCS=1 cargo test errors_doc");
+        assert_eq!(
+            actual, expected,
+            "docs/errors.md is stale: run UPDATE_DOCS=1 cargo test errors_doc"
+        );
     }
 
     #[test]

@@ -55,7 +55,8 @@ pub async fn recent(
     entity_type: &str,
     limit: i64,
 ) -> Result<Vec<AuditRow>, DbError> {
-    Ok(dispatch!(c, |e| sqlx::query_as::<_, AuditRow>(
+    Ok(dispatch!(c, |e| {
+        sqlx::query_as::<_, AuditRow>(
         "SELECT id, principal_type, principal_id, entity_type, entity_id, action, before_state, \
          after_state FROM audit_log WHERE org_id = $1 AND entity_type = $2 ORDER BY id DESC LIMIT $3"
     )
@@ -63,5 +64,6 @@ pub async fn recent(
     .bind(entity_type)
     .bind(limit)
     .fetch_all(e)
-    .await)?)
+    .await
+    })?)
 }

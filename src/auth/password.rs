@@ -1,7 +1,7 @@
 //! Argon2 hashing of till passwords and OAuth secrets, and the random secrets Perks issues.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use md5::{Digest, Md5};
 use rand::Rng;
 use rand::distributions::Alphanumeric;

@@ -112,7 +112,12 @@ impl AuthService {
         if !ok {
             return Err(AuthError::Failed);
         }
-        let token = self.issue_token(client.org_id, client.id, &client.client_key, client.token_ttl_seconds)?;
+        let token = self.issue_token(
+            client.org_id,
+            client.id,
+            &client.client_key,
+            client.token_ttl_seconds,
+        )?;
         Ok((token, client.token_ttl_seconds))
     }
 
@@ -152,17 +157,17 @@ impl AuthService {
         let mut principal = if let Some(token) =
             header("x-cap-api-oauth-token").or_else(|| header("cap-api-access-token"))
         {
-            self.from_jwt(db, token).await?
+            self.verify_jwt(db, token).await?
         } else if let Some(token) = bearer {
             if token.starts_with(ADMIN_TOKEN_PREFIX) {
-                self.from_admin_token(db, token).await?
+                self.verify_admin_token(db, token).await?
             } else {
-                self.from_jwt(db, token).await?
+                self.verify_jwt(db, token).await?
             }
         } else if let Some(basic) = authorization
             .and_then(|a| a.strip_prefix("Basic ").or_else(|| a.strip_prefix("basic ")))
         {
-            self.from_basic(db, basic.trim()).await?
+            self.verify_basic(db, basic.trim()).await?
         } else {
             return Err(AuthError::Failed);
         };
@@ -171,7 +176,7 @@ impl AuthService {
         Ok(principal)
     }
 
-    async fn from_basic(&self, db: &Db, encoded: &str) -> Result<Principal, AuthError> {
+    async fn verify_basic(&self, db: &Db, encoded: &str) -> Result<Principal, AuthError> {
         let decoded = BASE64.decode(encoded).map_err(|_| AuthError::Failed)?;
         let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Failed)?;
         let (username, password_md5) = decoded.split_once(':').ok_or(AuthError::Failed)?;
@@ -185,8 +190,9 @@ impl AuthService {
         if !self.recently_verified(&cache_key, creds.till_id, creds.credential_version) {
             let md5 = password_md5.to_ascii_lowercase();
             let hash = creds.password_hash.clone();
-            let ok =
-                tokio::task::spawn_blocking(move || verify_secret(&md5, &hash)).await.unwrap_or(false);
+            let ok = tokio::task::spawn_blocking(move || verify_secret(&md5, &hash))
+                .await
+                .unwrap_or(false);
             if !ok {
                 return Err(AuthError::Failed);
             }
@@ -216,10 +222,13 @@ impl AuthService {
             // Dropping everything is crude but bounded; the next requests re-verify once each.
             cache.clear();
         }
-        cache.insert(key, CachedCredential { till_id, credential_version, verified_at: Instant::now() });
+        cache.insert(
+            key,
+            CachedCredential { till_id, credential_version, verified_at: Instant::now() },
+        );
     }
 
-    async fn from_jwt(&self, db: &Db, token: &str) -> Result<Principal, AuthError> {
+    async fn verify_jwt(&self, db: &Db, token: &str) -> Result<Principal, AuthError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_issuer(&["perks"]);
@@ -241,10 +250,11 @@ impl AuthService {
         })
     }
 
-    async fn from_admin_token(&self, db: &Db, token: &str) -> Result<Principal, AuthError> {
+    async fn verify_admin_token(&self, db: &Db, token: &str) -> Result<Principal, AuthError> {
         let hash = hex::encode(Sha256::digest(token.as_bytes()));
         let mut conn = db.read().await?;
-        let (token_id, org_id) = store::admin_token(&mut conn, &hash).await?.ok_or(AuthError::Failed)?;
+        let (token_id, org_id) =
+            store::admin_token(&mut conn, &hash).await?.ok_or(AuthError::Failed)?;
         Ok(Principal {
             org: OrgId(org_id),
             actor: Actor::Admin { token_id },
@@ -270,7 +280,9 @@ impl AuthService {
         let (kind, value) = match (kind, value) {
             (None, None) => return Ok(()),
             (None, Some(_)) => {
-                return Err(AuthError::Attribution(ApiError::new(Code::AttributionLookupTypeRequired)));
+                return Err(AuthError::Attribution(ApiError::new(
+                    Code::AttributionLookupTypeRequired,
+                )));
             }
             (Some(_), None) => {
                 return Err(AuthError::Attribution(ApiError::invalid(
@@ -288,8 +300,10 @@ impl AuthService {
         let org = principal.org;
         match kind.as_str() {
             "TILL" | "TILL_CODE" => {
-                let lookup = org_store::TillLookup { code: Some(value.clone()), ..Default::default() };
-                let till = org_store::find_till(&mut conn, org, &lookup).await?.ok_or_else(not_found)?;
+                let lookup =
+                    org_store::TillLookup { code: Some(value.clone()), ..Default::default() };
+                let till =
+                    org_store::find_till(&mut conn, org, &lookup).await?.ok_or_else(not_found)?;
                 principal.till = Some(TillId(till.id));
                 principal.store = Some(StoreId(till.store_id));
             }
@@ -301,7 +315,8 @@ impl AuthService {
                             name_prefix: Some(value.clone()),
                             ..Default::default()
                         };
-                        let (stores, _) = org_store::list_stores(&mut conn, org, &filter, 100, 0).await?;
+                        let (stores, _) =
+                            org_store::list_stores(&mut conn, org, &filter, 100, 0).await?;
                         stores.into_iter().find(|s| s.name == value)
                     }
                     _ => {
@@ -309,7 +324,8 @@ impl AuthService {
                             external_id_prefix: Some(value.clone()),
                             ..Default::default()
                         };
-                        let (stores, _) = org_store::list_stores(&mut conn, org, &filter, 100, 0).await?;
+                        let (stores, _) =
+                            org_store::list_stores(&mut conn, org, &filter, 100, 0).await?;
                         stores.into_iter().find(|s| {
                             serde_json::from_str::<Vec<String>>(&s.external_ids)
                                 .map(|ids| ids.contains(&value))

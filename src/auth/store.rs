@@ -58,10 +58,7 @@ pub async fn oauth_client_by_key(
     key: &str,
 ) -> Result<Option<OAuthClient>, DbError> {
     let sql = format!("{CLIENT_SELECT} WHERE c.client_key = $1");
-    Ok(dispatch!(c, |e| sqlx::query_as::<_, OAuthClient>(&sql)
-        .bind(key)
-        .fetch_optional(e)
-        .await)?)
+    Ok(dispatch!(c, |e| sqlx::query_as::<_, OAuthClient>(&sql).bind(key).fetch_optional(e).await)?)
 }
 
 pub async fn oauth_client(

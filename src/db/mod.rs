@@ -15,7 +15,7 @@
 
 mod migrate;
 
-pub use migrate::{migrate, migration_names};
+pub use migrate::{migrate, migration_names, migrations_fingerprint};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -98,10 +98,11 @@ impl Db {
         let url = settings.database_url.expose();
         match Backend::from_url(url)? {
             Backend::Sqlite => {
-                if let Some(parent) = settings.database_url.sqlite_path().and_then(|p| p.parent()) {
-                    if !parent.as_os_str().is_empty() {
-                        std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
-                    }
+                // A new database file may live in a folder that does not exist yet.
+                if let Some(parent) = settings.database_url.sqlite_path().and_then(|p| p.parent())
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
                 }
                 let busy = Duration::from_millis(settings.sqlite.busy_timeout_ms);
                 let options = SqliteConnectOptions::from_str(url)?
@@ -163,7 +164,10 @@ impl Db {
     /// Checks that the database answers (used by `/readyz`).
     pub async fn ping(&self) -> Result<(), DbError> {
         let mut conn = self.read().await?;
-        dispatch!(&mut conn, |e| sqlx::query("SELECT 1").execute(e).await.map(|r| r.rows_affected()))?;
+        dispatch!(&mut conn, |e| sqlx::query("SELECT 1")
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(())
     }
 

@@ -269,9 +269,6 @@ mod tests {
         let bad = json!({"item_status": item_status(false, 1001, "bad")});
         assert_eq!(V1Reply::batch("a", "b", vec![ok.clone()]).status, StatusCode::OK);
         assert_eq!(V1Reply::batch("a", "b", vec![ok, bad.clone()]).status, StatusCode::CREATED);
-        assert_eq!(
-            V1Reply::batch("a", "b", vec![bad]).status,
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        assert_eq!(V1Reply::batch("a", "b", vec![bad]).status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

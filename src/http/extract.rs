@@ -123,7 +123,8 @@ const XML_DEPTH_MAX: usize = 64;
 /// Reads an XML document into a JSON value: `{root-name: {...}}`.
 pub fn xml_to_value(bytes: &[u8]) -> Result<Value, ApiError> {
     use quick_xml::events::Event;
-    let malformed = |e: &dyn std::fmt::Display| ApiError::invalid(format!("Malformed XML body: {e}"));
+    let malformed =
+        |e: &dyn std::fmt::Display| ApiError::invalid(format!("Malformed XML body: {e}"));
     let mut reader = quick_xml::Reader::from_reader(bytes);
     reader.config_mut().trim_text(true);
     // Each open element: its name, its children so far, and its text.

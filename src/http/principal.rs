@@ -10,7 +10,11 @@ use crate::auth::Principal;
 use crate::error::{ApiError, Code};
 
 /// Authenticates every API request before routing reaches a handler; 401 in the envelope if not.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let request_id =
         request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     match state.auth.authenticate(&state.db, request.headers(), request_id).await {
@@ -27,6 +31,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        parts.extensions.get::<Principal>().cloned().ok_or_else(|| ApiError::new(Code::AuthenticationFailed))
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(Code::AuthenticationFailed))
     }
 }

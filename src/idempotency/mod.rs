@@ -46,7 +46,9 @@ async fn run(state: AppState, request: Request, next: Next) -> Result<Response, 
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= KEY_LENGTH_MAX)
         .ok_or_else(|| {
-            ApiError::invalid(format!("Idempotency-Key must be 1 to {KEY_LENGTH_MAX} visible characters"))
+            ApiError::invalid(format!(
+                "Idempotency-Key must be 1 to {KEY_LENGTH_MAX} visible characters"
+            ))
         })?
         .to_string();
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
@@ -90,8 +92,11 @@ async fn run(state: AppState, request: Request, next: Next) -> Result<Response, 
         // A failure is not an answer worth keeping: the client may retry with the same key.
         release(&state, &scope).await;
     } else {
-        let content_type =
-            parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let stored = store::StoredResponse {
             status: i64::from(parts.status.as_u16()),
             content_type,

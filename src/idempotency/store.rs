@@ -51,7 +51,9 @@ pub async fn claim(
     now: i64,
     expires_at: i64,
 ) -> Result<Claim, DbError> {
-    let existing = dispatch!(c, |e| sqlx::query_as::<_, Row>(
+    let existing =
+        dispatch!(c, |e| {
+            sqlx::query_as::<_, Row>(
         "SELECT request_hash, response_status, content_type, response_body, created_at, expires_at \
          FROM idempotency_keys WHERE org_id = $1 AND api_key = $2 AND idempotency_key = $3"
     )
@@ -59,7 +61,8 @@ pub async fn claim(
     .bind(&scope.api_key)
     .bind(&scope.key)
     .fetch_optional(e)
-    .await)?;
+    .await
+        })?;
     if let Some(row) = existing {
         let abandoned = row.response_status.is_none() && now - row.created_at > ABANDONED_AFTER_MS;
         if row.expires_at > now && !abandoned {
@@ -76,7 +79,9 @@ pub async fn claim(
         release(c, scope).await?;
     }
     // Two racing first requests: the primary key lets exactly one insert win.
-    let inserted = dispatch!(c, |e| sqlx::query(
+    let inserted =
+        dispatch!(c, |e| {
+            sqlx::query(
         "INSERT INTO idempotency_keys (org_id, api_key, idempotency_key, request_hash, created_at, \
          expires_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
     )
@@ -88,7 +93,8 @@ pub async fn claim(
     .bind(expires_at)
     .execute(e)
     .await
-    .map(|r| r.rows_affected()))?;
+    .map(|r| r.rows_affected())
+        })?;
     Ok(if inserted == 1 { Claim::New } else { Claim::InProgress })
 }
 
@@ -128,7 +134,8 @@ pub async fn release(c: &mut impl Connection, scope: &Scope) -> Result<(), DbErr
 
 /// Deletes up to `batch` expired keys of every org (a maintenance job); returns how many went.
 pub async fn purge_expired(c: &mut impl Connection, now: i64, batch: i64) -> Result<u64, DbError> {
-    Ok(dispatch!(c, |e| sqlx::query(
+    Ok(dispatch!(c, |e| {
+        sqlx::query(
         "DELETE FROM idempotency_keys WHERE (org_id, api_key, idempotency_key) IN \
          (SELECT org_id, api_key, idempotency_key FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)"
     )
@@ -136,5 +143,6 @@ pub async fn purge_expired(c: &mut impl Connection, now: i64, batch: i64) -> Res
     .bind(batch)
     .execute(e)
     .await
-    .map(|r| r.rows_affected()))?)
+    .map(|r| r.rows_affected())
+    })?)
 }

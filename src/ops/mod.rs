@@ -39,8 +39,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            crate::error::ApiError::with_message(crate::error::Code::Unavailable, "Database unavailable")
-                .into_response()
+            crate::error::ApiError::with_message(
+                crate::error::Code::Unavailable,
+                "Database unavailable",
+            )
+            .into_response()
         }
     }
 }

@@ -167,10 +167,10 @@ impl LanguageTag {
     pub fn parse(field: &str, value: &str) -> Result<Self, ApiError> {
         let mut parts = value.split('-');
         let primary = parts.next().unwrap_or_default();
-        let primary_ok = (2..=3).contains(&primary.len())
-            && primary.bytes().all(|b| b.is_ascii_alphabetic());
-        let rest_ok =
-            parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let primary_ok =
+            (2..=3).contains(&primary.len()) && primary.bytes().all(|b| b.is_ascii_alphabetic());
+        let rest_ok = parts
+            .all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
         if primary_ok && rest_ok {
             Ok(LanguageTag(value.to_string()))
         } else {

@@ -139,9 +139,10 @@ fn lenient_id(field: &str, value: &Option<Value>) -> Result<Option<i64>, ApiErro
             .parse::<i64>()
             .map(Some)
             .map_err(|_| ApiError::invalid(format!("{field} must be a number"))),
-        Some(Value::Number(n)) => {
-            n.as_i64().map(Some).ok_or_else(|| ApiError::invalid(format!("{field} must be an integer")))
-        }
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(format!("{field} must be an integer"))),
         Some(_) => Err(ApiError::invalid(format!("{field} must be a number"))),
     }
 }
@@ -160,7 +161,12 @@ fn parse_bool(field: &str, value: Option<&str>) -> Result<Option<bool>, ApiError
     }
 }
 
-fn page(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> Result<(i64, i64), ApiError> {
+fn page(
+    limit: Option<i64>,
+    offset: Option<i64>,
+    default: i64,
+    max: i64,
+) -> Result<(i64, i64), ApiError> {
     let limit = limit.unwrap_or(default);
     let offset = offset.unwrap_or(0);
     if !(1..=max).contains(&limit) {
@@ -172,6 +178,21 @@ fn page(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> Resu
     Ok((limit, offset))
 }
 
+/// A store by id, fetched once per request however many rows refer to it.
+async fn cached_store(
+    conn: &mut impl Connection,
+    org: OrgId,
+    cache: &mut HashMap<i64, Option<Store>>,
+    store_id: i64,
+) -> Result<Option<Store>, ApiError> {
+    if let Some(found) = cache.get(&store_id) {
+        return Ok(found.clone());
+    }
+    let found = org_store::get_store(conn, org, StoreId(store_id)).await?;
+    cache.insert(store_id, found.clone());
+    Ok(found)
+}
+
 async fn load_org(conn: &mut impl Connection, org: OrgId) -> Result<Org, ApiError> {
     org_store::get_org(conn, org).await?.ok_or_else(|| ApiError::not_found("Org not found"))
 }
@@ -181,7 +202,10 @@ async fn load_org(conn: &mut impl Connection, org: OrgId) -> Result<Org, ApiErro
 /// `GET /v1.1/organization/get` — the caller's org.
 #[utoipa::path(get, path = "/v1.1/organization/get", tag = "org",
     responses((status = 200, description = "The org in the v1.1 envelope")))]
-pub async fn v1_org_get(State(state): State<AppState>, principal: Principal) -> Result<V1Reply, ApiError> {
+pub async fn v1_org_get(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<V1Reply, ApiError> {
     principal.require(Resource::Organization, Level::Read)?;
     let org = service::get_org(&state.db, principal.org).await?;
     V1Reply::ok(
@@ -256,22 +280,29 @@ pub async fn v1_org_entities(
     let ids = match q.id.as_deref() {
         Some(list) if !list.trim().is_empty() => list
             .split(',')
-            .map(|s| s.trim().parse::<i64>().map_err(|_| ApiError::invalid("id must be a comma-separated list of numbers")))
+            .map(|s| {
+                s.trim()
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::invalid("id must be a comma-separated list of numbers"))
+            })
             .collect::<Result<Vec<_>, _>>()?,
         _ => Vec::new(),
     };
     if ids.len() > ENTITIES_LIMIT_MAX as usize {
         return Err(ApiError::new(Code::BatchTooLarge));
     }
-    let parent_id = match (q.parent_identifier_type.as_deref(), q.parent_identifier_value.as_deref()) {
-        (None, None) => None,
-        (Some(kind), Some(value)) => Some(resolve_parent(&mut conn, principal.org, entity_type, kind, value).await?),
-        _ => {
-            return Err(ApiError::invalid(
-                "parent_identifier_type and parent_identifier_value must be given together",
-            ));
-        }
-    };
+    let parent_id =
+        match (q.parent_identifier_type.as_deref(), q.parent_identifier_value.as_deref()) {
+            (None, None) => None,
+            (Some(kind), Some(value)) => {
+                Some(resolve_parent(&mut conn, principal.org, entity_type, kind, value).await?)
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "parent_identifier_type and parent_identifier_value must be given together",
+                ));
+            }
+        };
     let limit = q.limit.unwrap_or(ENTITIES_LIMIT_DEFAULT);
     if !(1..=ENTITIES_LIMIT_MAX).contains(&limit) {
         return Err(ApiError::invalid(format!("limit must be between 1 and {ENTITIES_LIMIT_MAX}")));
@@ -282,7 +313,12 @@ pub async fn v1_org_entities(
                 .map_err(|_| ApiError::invalid("modified_since must be a date YYYY-MM-DD"))?;
             let tz: chrono_tz::Tz = org.timezone.parse().unwrap_or(chrono_tz::UTC);
             let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-            Some(tz.from_local_datetime(&midnight).earliest().map(|t| t.timestamp_millis()).unwrap_or(0))
+            Some(
+                tz.from_local_datetime(&midnight)
+                    .earliest()
+                    .map(|t| t.timestamp_millis())
+                    .unwrap_or(0),
+            )
         }
         None => None,
     };
@@ -296,21 +332,23 @@ pub async fn v1_org_entities(
         active_only: parse_bool("active_only", q.active_only.as_deref())?.unwrap_or(false),
     };
     let rows = org_store::list_entities(&mut conn, principal.org, &query).await?;
-    let include_parent = parse_bool("include_parent", q.include_parent.as_deref())?.unwrap_or(false)
+    let include_parent = parse_bool("include_parent", q.include_parent.as_deref())?
+        .unwrap_or(false)
         && matches!(entity_type, EntityType::Zone | EntityType::Concept);
     let basic = q.details.as_deref().is_some_and(|d| d.eq_ignore_ascii_case("basic"));
-    let exclude_locale = parse_bool("exclude_locale", q.exclude_locale.as_deref())?.unwrap_or(false);
+    let exclude_locale =
+        parse_bool("exclude_locale", q.exclude_locale.as_deref())?.unwrap_or(false);
     let sub_count = q.sub_entities_count.unwrap_or(0).clamp(0, ENTITIES_LIMIT_MAX);
     let mut stores: HashMap<i64, Option<Store>> = HashMap::new();
     let mut entities = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut entity = entity_json(row, entity_type);
-        if include_parent {
-            if let Some(parent) = row.parent_id {
-                let parent_query = EntityQuery { ids: vec![parent], limit: 1, ..query.clone() };
-                let parent_row = org_store::list_entities(&mut conn, principal.org, &parent_query).await?;
-                entity["parent"] = parent_row.first().map(|p| entity_json(p, entity_type)).unwrap_or(Value::Null);
-            }
+        if include_parent && let Some(parent) = row.parent_id {
+            let parent_query = EntityQuery { ids: vec![parent], limit: 1, ..query.clone() };
+            let parent_row =
+                org_store::list_entities(&mut conn, principal.org, &parent_query).await?;
+            entity["parent"] =
+                parent_row.first().map(|p| entity_json(p, entity_type)).unwrap_or(Value::Null);
         }
         if sub_count > 0 {
             let child_type = match entity_type {
@@ -329,8 +367,10 @@ pub async fn v1_org_entities(
                     modified_since: None,
                     active_only: query.active_only,
                 };
-                let children = org_store::list_entities(&mut conn, principal.org, &child_query).await?;
-                let list: Vec<Value> = children.iter().map(|c| entity_json(c, child_type)).collect();
+                let children =
+                    org_store::list_entities(&mut conn, principal.org, &child_query).await?;
+                let list: Vec<Value> =
+                    children.iter().map(|c| entity_json(c, child_type)).collect();
                 entity["sub_entities"] = json!({"entity": list});
             }
         }
@@ -342,12 +382,8 @@ pub async fn v1_org_entities(
             };
             let (timezone, currency, language) = match store {
                 Some(store_id) => {
-                    if !stores.contains_key(&store_id) {
-                        let found = org_store::get_store(&mut conn, principal.org, StoreId(store_id)).await?;
-                        stores.insert(store_id, found);
-                    }
-                    match stores.get(&store_id).and_then(Option::as_ref) {
-                        Some(s) => store_locale(s, &org),
+                    match cached_store(&mut conn, principal.org, &mut stores, store_id).await? {
+                        Some(s) => store_locale(&s, &org),
                         None => (org.timezone.clone(), org.currency.clone(), org.language.clone()),
                     }
                 }
@@ -396,25 +432,33 @@ async fn resolve_parent(
     let unknown = || ApiError::invalid(format!("No parent with {kind} '{value}' in this org"));
     match (entity_type, kind.as_str()) {
         (EntityType::Till, "STORE_ID") => {
-            let id: i64 = value.parse().map_err(|_| ApiError::invalid("STORE_ID must be a number"))?;
+            let id: i64 =
+                value.parse().map_err(|_| ApiError::invalid("STORE_ID must be a number"))?;
             org_store::get_store(conn, org, StoreId(id)).await?.ok_or_else(unknown)?;
             Ok(("store_id", id))
         }
         (EntityType::Till, "STORE_CODE") => {
-            let store = org_store::find_store_by_code(conn, org, value).await?.ok_or_else(unknown)?;
+            let store =
+                org_store::find_store_by_code(conn, org, value).await?.ok_or_else(unknown)?;
             Ok(("store_id", store.id))
         }
         (EntityType::Till, "STORE_EXTERNAL_ID") => {
-            let filter = StoreFilter { external_id_prefix: Some(value.to_string()), ..Default::default() };
-            let (stores, _) = org_store::list_stores(conn, org, &filter, ENTITIES_LIMIT_MAX, 0).await?;
+            let filter =
+                StoreFilter { external_id_prefix: Some(value.to_string()), ..Default::default() };
+            let (stores, _) =
+                org_store::list_stores(conn, org, &filter, ENTITIES_LIMIT_MAX, 0).await?;
             let store = stores
                 .into_iter()
-                .find(|s| serde_json::from_str::<Vec<String>>(&s.external_ids).is_ok_and(|ids| ids.iter().any(|i| i == value)))
+                .find(|s| {
+                    serde_json::from_str::<Vec<String>>(&s.external_ids)
+                        .is_ok_and(|ids| ids.iter().any(|i| i == value))
+                })
                 .ok_or_else(unknown)?;
             Ok(("store_id", store.id))
         }
         (EntityType::Store, "CONCEPT_ID") => {
-            let id: i64 = value.parse().map_err(|_| ApiError::invalid("CONCEPT_ID must be a number"))?;
+            let id: i64 =
+                value.parse().map_err(|_| ApiError::invalid("CONCEPT_ID must be a number"))?;
             if !org_store::concept_exists(conn, org, ConceptId(id)).await? {
                 return Err(unknown());
             }
@@ -464,12 +508,17 @@ pub async fn v1_store_get(
     let mut found = Vec::new();
     if let Some(ids) = q.id.as_deref().filter(|s| !s.trim().is_empty()) {
         for id in ids.split(',').take(ENTITIES_LIMIT_MAX as usize) {
-            let id: i64 = id.trim().parse().map_err(|_| ApiError::invalid("id must be a comma-separated list of numbers"))?;
+            let id: i64 = id
+                .trim()
+                .parse()
+                .map_err(|_| ApiError::invalid("id must be a comma-separated list of numbers"))?;
             found.extend(org_store::get_store(&mut conn, principal.org, StoreId(id)).await?);
         }
     } else if let Some(codes) = q.code.as_deref().filter(|s| !s.trim().is_empty()) {
         for code in codes.split(',').take(ENTITIES_LIMIT_MAX as usize) {
-            found.extend(org_store::find_store_by_code(&mut conn, principal.org, code.trim()).await?);
+            found.extend(
+                org_store::find_store_by_code(&mut conn, principal.org, code.trim()).await?,
+            );
         }
     } else if let Some(store) = principal.store {
         found.extend(org_store::get_store(&mut conn, principal.org, store).await?);
@@ -480,7 +529,8 @@ pub async fn v1_store_get(
     let mut list = Vec::with_capacity(found.len());
     for store in &found {
         let zone = entity_by_id(&mut conn, principal.org, EntityType::Zone, store.zone_id).await?;
-        let concept = entity_by_id(&mut conn, principal.org, EntityType::Concept, store.concept_id).await?;
+        let concept =
+            entity_by_id(&mut conn, principal.org, EntityType::Concept, store.concept_id).await?;
         let (timezone, currency, language) = store_locale(store, &org);
         let custom: Vec<Value> = custom_field_list(&store.custom_fields);
         list.push(json!({
@@ -524,23 +574,32 @@ async fn entity_by_id(
         active_only: false,
     };
     let rows = org_store::list_entities(conn, org, &query).await?;
-    Ok(rows.first().map(|r| json!({"id": r.id, "code": r.code, "name": r.name})).unwrap_or(Value::Null))
+    Ok(rows
+        .first()
+        .map(|r| json!({"id": r.id, "code": r.code, "name": r.name}))
+        .unwrap_or(Value::Null))
 }
 
 /// `GET /v1.1/store/login` — checks the till credentials and describes the logged-in till.
 #[utoipa::path(get, path = "/v1.1/store/login", tag = "org",
     responses((status = 200, description = "Credentials are valid"), (status = 401, description = "Authentication failed")))]
-pub async fn v1_store_login(State(state): State<AppState>, principal: Principal) -> Result<V1Reply, ApiError> {
+pub async fn v1_store_login(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<V1Reply, ApiError> {
     let Some(till_id) = principal.till else {
         return Err(ApiError::invalid("store/login needs till credentials or a till attribution"));
     };
     let mut conn = state.db.read().await?;
     let org = load_org(&mut conn, principal.org).await?;
     let lookup = TillLookup { id: Some(till_id.0), ..Default::default() };
-    let till = org_store::find_till(&mut conn, principal.org, &lookup).await?.ok_or_else(|| ApiError::not_found("Till not found"))?;
+    let till = org_store::find_till(&mut conn, principal.org, &lookup)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Till not found"))?;
     let mut status = v1_status(200, "Login successful");
     status["code"] = json!("200");
-    let server_time = chrono::Utc::now().with_timezone(&org.timezone.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC));
+    let server_time = chrono::Utc::now()
+        .with_timezone(&org.timezone.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC));
     let body = json!({"response": {
         "status": status,
         "store": {"user": {
@@ -608,14 +667,16 @@ fn empty_to_none(value: Option<String>) -> Option<String> {
 
 impl AddStoreRequest {
     fn parse(self) -> Result<NewStore, ApiError> {
-        if let Some(kind) = &self.entity_type {
-            if !kind.eq_ignore_ascii_case("STORE") {
-                return Err(ApiError::invalid("type must be STORE"));
-            }
+        if let Some(kind) = &self.entity_type
+            && !kind.eq_ignore_ascii_case("STORE")
+        {
+            return Err(ApiError::invalid("type must be STORE"));
         }
         let external_ids = self.external_ids.unwrap_or_default();
         if external_ids.len() > 10 || external_ids.iter().any(|e| e.is_empty() || e.len() > 100) {
-            return Err(ApiError::invalid("externalIds takes at most 10 non-empty ids of up to 100 characters"));
+            return Err(ApiError::invalid(
+                "externalIds takes at most 10 non-empty ids of up to 100 characters",
+            ));
         }
         let custom_fields = self.custom_fields.unwrap_or_default();
         if custom_fields.len() > 50 {
@@ -632,9 +693,15 @@ impl AddStoreRequest {
             is_active: self.is_active.unwrap_or(true),
             zone_id: ZoneId(required_id("parentZoneId", &self.parent_zone_id)?),
             concept_id: ConceptId(required_id("parentConceptId", &self.parent_concept_id)?),
-            timezone: empty_to_none(self.timezone).map(|t| TimeZoneName::parse("timezone", &t)).transpose()?,
-            currency: empty_to_none(self.currency).map(|c| CurrencyCode::parse("currency", &c)).transpose()?,
-            language: empty_to_none(self.language).map(|l| LanguageTag::parse("language", &l)).transpose()?,
+            timezone: empty_to_none(self.timezone)
+                .map(|t| TimeZoneName::parse("timezone", &t))
+                .transpose()?,
+            currency: empty_to_none(self.currency)
+                .map(|c| CurrencyCode::parse("currency", &c))
+                .transpose()?,
+            language: empty_to_none(self.language)
+                .map(|l| LanguageTag::parse("language", &l))
+                .transpose()?,
             time_zone_id: lenient_id("timeZoneId", &self.time_zone_id)?,
             currency_id: lenient_id("currencyId", &self.currency_id)?,
             language_id: lenient_id("languageId", &self.language_id)?,
@@ -662,7 +729,8 @@ pub async fn v2_add_store(
 ) -> Result<Response, ApiError> {
     principal.require(Resource::Organization, Level::Write)?;
     let new = body.parse()?;
-    let store = service::add_store(&state.db, principal.org, &AuditActor::from(&principal), &new).await?;
+    let store =
+        service::add_store(&state.db, principal.org, &AuditActor::from(&principal), &new).await?;
     let org = service::get_org(&state.db, principal.org).await?;
     let mut out = store_json(&store, &org);
     out["warnings"] = json!([]);
@@ -682,7 +750,10 @@ pub async fn v2_add_stores_bulk(
         return Err(ApiError::invalid("the body must list at least one store"));
     }
     if body.len() > STORE_BULK_MAX {
-        return Err(ApiError::with_message(Code::BatchTooLarge, format!("At most {STORE_BULK_MAX} stores per request")));
+        return Err(ApiError::with_message(
+            Code::BatchTooLarge,
+            format!("At most {STORE_BULK_MAX} stores per request"),
+        ));
     }
     let actor = AuditActor::from(&principal);
     let mut results = Vec::with_capacity(body.len());
@@ -690,7 +761,8 @@ pub async fn v2_add_stores_bulk(
     for item in body {
         let code = item.get("code").cloned().unwrap_or(Value::Null);
         let outcome = async {
-            let request: AddStoreRequest = serde_json::from_value(item).map_err(|e| ApiError::invalid(e.to_string()))?;
+            let request: AddStoreRequest =
+                serde_json::from_value(item).map_err(|e| ApiError::invalid(e.to_string()))?;
             let new = request.parse()?;
             Ok::<_, ApiError>(service::add_store(&state.db, principal.org, &actor, &new).await?)
         }
@@ -698,14 +770,22 @@ pub async fn v2_add_stores_bulk(
         match outcome {
             Ok(store) => {
                 succeeded += 1;
-                results.push(json!({"code": store.code, "id": store.id, "errors": [], "warnings": []}));
+                results.push(
+                    json!({"code": store.code, "id": store.id, "errors": [], "warnings": []}),
+                );
             }
             Err(e) => results.push(json!({"code": code, "id": null, "warnings": [],
                 "errors": [{"status": false, "code": e.code.info().code, "message": e.message}]})),
         }
     }
-    let status = if succeeded == 0 { axum::http::StatusCode::BAD_REQUEST } else { axum::http::StatusCode::OK };
-    let mut response = (status, axum::Json(json!({"response": results, "warnings": [], "errors": []}))).into_response();
+    let status = if succeeded == 0 {
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        axum::http::StatusCode::OK
+    };
+    let mut response =
+        (status, axum::Json(json!({"response": results, "warnings": [], "errors": []})))
+            .into_response();
     response.extensions_mut().insert(crate::http::envelope::Enveloped);
     Ok(response)
 }
@@ -781,7 +861,8 @@ pub async fn v2_add_till(
         access_group: body.access_group.unwrap_or_else(|| POS_GROUP.to_string()),
         custom_fields: custom_field_map(body.custom_fields.unwrap_or_default())?,
     };
-    let id = service::add_till(&state.db, principal.org, &AuditActor::from(&principal), input).await?;
+    let id =
+        service::add_till(&state.db, principal.org, &AuditActor::from(&principal), input).await?;
     Ok(v2_created(id.0))
 }
 
@@ -809,13 +890,16 @@ pub async fn v2_update_till(
     Json(body): Json<UpdateTillRequest>,
 ) -> Result<Response, ApiError> {
     principal.require(Resource::Organization, Level::Write)?;
-    if let Some(password) = &body.password {
-        if password.is_empty() || password.len() > 128 {
-            return Err(ApiError::invalid("password must be 1 to 128 characters"));
-        }
+    if let Some(password) = &body.password
+        && (password.is_empty() || password.len() > 128)
+    {
+        return Err(ApiError::invalid("password must be 1 to 128 characters"));
     }
     let changes = TillChanges {
-        description: body.description.map(|d| limit_length("description", Some(d), 250)).transpose()?,
+        description: body
+            .description
+            .map(|d| limit_length("description", Some(d), 250))
+            .transpose()?,
         billable: body.billable,
         is_active: body.is_active,
         password: body.password,
@@ -829,7 +913,14 @@ pub async fn v2_update_till(
     {
         return Err(ApiError::invalid("customFields is required"));
     }
-    let till = service::update_till(&state.db, principal.org, &AuditActor::from(&principal), TillId(id), changes).await?;
+    let till = service::update_till(
+        &state.db,
+        principal.org,
+        &AuditActor::from(&principal),
+        TillId(id),
+        changes,
+    )
+    .await?;
     let mut conn = state.db.read().await?;
     let org = load_org(&mut conn, principal.org).await?;
     let store = org_store::get_store(&mut conn, principal.org, StoreId(till.store_id)).await?;
@@ -838,7 +929,11 @@ pub async fn v2_update_till(
     Ok(axum::Json(out).into_response())
 }
 
-async fn render_till(conn: &mut impl Connection, principal: &Principal, till: &Till) -> Result<Value, ApiError> {
+async fn render_till(
+    conn: &mut impl Connection,
+    principal: &Principal,
+    till: &Till,
+) -> Result<Value, ApiError> {
     let org = load_org(conn, principal.org).await?;
     let store = org_store::get_store(conn, principal.org, StoreId(till.store_id)).await?;
     let mut out = till_json(till, store.as_ref(), &org);
@@ -858,7 +953,9 @@ pub async fn v2_till_by_id(
     principal.require(Resource::Organization, Level::Read)?;
     let mut conn = state.db.read().await?;
     let lookup = TillLookup { id: Some(till_id), ..Default::default() };
-    let till = org_store::find_till(&mut conn, principal.org, &lookup).await?.ok_or_else(|| ApiError::not_found(format!("Till {till_id} not found")))?;
+    let till = org_store::find_till(&mut conn, principal.org, &lookup)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Till {till_id} not found")))?;
     Ok(axum::Json(render_till(&mut conn, &principal, &till).await?).into_response())
 }
 
@@ -885,7 +982,9 @@ pub async fn v2_till_lookup(
     }
     let mut conn = state.db.read().await?;
     let lookup = TillLookup { id: q.till_id, code: q.code, name: q.name };
-    let till = org_store::find_till(&mut conn, principal.org, &lookup).await?.ok_or_else(|| ApiError::not_found("Till not found"))?;
+    let till = org_store::find_till(&mut conn, principal.org, &lookup)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Till not found"))?;
     Ok(axum::Json(render_till(&mut conn, &principal, &till).await?).into_response())
 }
 
@@ -912,15 +1011,20 @@ pub async fn v2_list_tills(
     let active = parse_bool("isActive", q.is_active.as_deref())?.unwrap_or(true);
     let mut conn = state.db.read().await?;
     let org = load_org(&mut conn, principal.org).await?;
-    let (tills, total) = org_store::list_tills(&mut conn, principal.org, q.store_id.map(StoreId), Some(active), limit, offset).await?;
+    let (tills, total) = org_store::list_tills(
+        &mut conn,
+        principal.org,
+        q.store_id.map(StoreId),
+        Some(active),
+        limit,
+        offset,
+    )
+    .await?;
     let mut stores: HashMap<i64, Option<Store>> = HashMap::new();
     let mut data = Vec::with_capacity(tills.len());
     for till in &tills {
-        if !stores.contains_key(&till.store_id) {
-            let store = org_store::get_store(&mut conn, principal.org, StoreId(till.store_id)).await?;
-            stores.insert(till.store_id, store);
-        }
-        data.push(till_json(till, stores.get(&till.store_id).and_then(Option::as_ref), &org));
+        let store = cached_store(&mut conn, principal.org, &mut stores, till.store_id).await?;
+        data.push(till_json(till, store.as_ref(), &org));
     }
     Ok(v2_list(data, limit, offset, total))
 }
@@ -945,7 +1049,8 @@ pub async fn v2_hierarchy(
 ) -> Result<Response, ApiError> {
     principal.require(Resource::Organization, Level::Read)?;
     let fetch_siblings = parse_bool("fetchSiblings", q.fetch_siblings.as_deref())?.unwrap_or(false);
-    let fetch_custom_fields = parse_bool("fetchCustomFields", q.fetch_custom_fields.as_deref())?.unwrap_or(false);
+    let fetch_custom_fields =
+        parse_bool("fetchCustomFields", q.fetch_custom_fields.as_deref())?.unwrap_or(false);
     let view = service::hierarchy(&state.db, principal.org, fetch_siblings).await?;
     let mut out = org_json(&view.org);
     out["parentOrganization"] = view.parent.as_ref().map(org_json).unwrap_or(Value::Null);
@@ -981,37 +1086,59 @@ pub async fn v2_locations(
     Query(q): Query<LocationsQuery>,
 ) -> Result<Response, ApiError> {
     principal.require(Resource::Organization, Level::Read)?;
-    if let Some(kind) = q.location_type.as_deref() {
-        if !kind.eq_ignore_ascii_case("STORE") {
-            return Err(ApiError::invalid("type must be STORE"));
-        }
+    if let Some(kind) = q.location_type.as_deref()
+        && !kind.eq_ignore_ascii_case("STORE")
+    {
+        return Err(ApiError::invalid("type must be STORE"));
     }
     let (limit, offset) = page(q.limit, q.offset, V2_LIMIT_DEFAULT, V2_LIMIT_MAX)?;
     let mut filter = StoreFilter::default();
     if let Some(codes) = q.entity_codes.as_deref().filter(|c| !c.trim().is_empty()) {
-        filter.codes = codes.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).take(V2_LIMIT_MAX as usize).collect();
+        filter.codes = codes
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .take(V2_LIMIT_MAX as usize)
+            .collect();
     } else if let Some(search) = q.q.as_deref().filter(|s| !s.trim().is_empty()) {
         for term in search.split(',') {
-            let (field, value) = term.split_once(':').ok_or_else(|| ApiError::invalid("q must look like name:MUM,code:STR,external_id:X"))?;
+            let (field, value) = term.split_once(':').ok_or_else(|| {
+                ApiError::invalid("q must look like name:MUM,code:STR,external_id:X")
+            })?;
             let value = Some(value.trim().to_string()).filter(|v| !v.is_empty());
             match field.trim() {
                 "name" => filter.name_prefix = value,
                 "code" => filter.code_prefix = value,
                 "external_id" => filter.external_id_prefix = value,
-                other => return Err(ApiError::invalid(format!("q field '{other}' is not name, code or external_id"))),
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "q field '{other}' is not name, code or external_id"
+                    )));
+                }
             }
         }
     }
-    let include_children = parse_bool("includeChildren", q.include_children.as_deref())?.unwrap_or(false);
+    let include_children =
+        parse_bool("includeChildren", q.include_children.as_deref())?.unwrap_or(false);
     let mut conn = state.db.read().await?;
     let org = load_org(&mut conn, principal.org).await?;
-    let (stores, total) = org_store::list_stores(&mut conn, principal.org, &filter, limit, offset).await?;
+    let (stores, total) =
+        org_store::list_stores(&mut conn, principal.org, &filter, limit, offset).await?;
     let mut data = Vec::with_capacity(stores.len());
     for store in &stores {
         let mut item = store_json(store, &org);
         if include_children {
-            let (tills, _) = org_store::list_tills(&mut conn, principal.org, Some(StoreId(store.id)), None, V2_LIMIT_MAX, 0).await?;
-            item["children"] = Value::Array(tills.iter().map(|t| till_json(t, Some(store), &org)).collect());
+            let (tills, _) = org_store::list_tills(
+                &mut conn,
+                principal.org,
+                Some(StoreId(store.id)),
+                None,
+                V2_LIMIT_MAX,
+                0,
+            )
+            .await?;
+            item["children"] =
+                Value::Array(tills.iter().map(|t| till_json(t, Some(store), &org)).collect());
         }
         data.push(item);
     }

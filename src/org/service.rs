@@ -7,10 +7,10 @@ use super::model::{
 };
 use super::store;
 use crate::audit::{self, AuditActor, Change};
+use crate::auth::Permissions;
 use crate::auth::password::{hash_secret, hash_till_password, random_token};
 use crate::auth::service::ADMIN_TOKEN_PREFIX;
 use crate::auth::store as auth_store;
-use crate::auth::Permissions;
 use crate::db::{Db, DbError};
 use crate::error::{ApiError, Code};
 
@@ -81,7 +81,8 @@ pub async fn provision_org(
     let client_secret = random_token(40);
     let admin_token = format!("{ADMIN_TOKEN_PREFIX}{}", random_token(40));
     // Hash before the transaction: Argon2 is slow and the SQLite writer is shared.
-    let till_hash = hash_till_password(&till_password).map_err(|e| OrgError::Invalid(e.to_string()))?;
+    let till_hash =
+        hash_till_password(&till_password).map_err(|e| OrgError::Invalid(e.to_string()))?;
     let secret_hash = hash_secret(&client_secret).map_err(|e| OrgError::Invalid(e.to_string()))?;
     let admin_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(admin_token.as_bytes()));
 
@@ -151,7 +152,13 @@ pub async fn provision_org(
     let actor = AuditActor::system();
     let after = json!({"name": new_org.name, "timezone": new_org.timezone.0,
         "currency": new_org.currency.0, "language": new_org.language.0});
-    let change = Change { entity_type: "ORG", entity_id: org.0, action: "CREATE", before: None, after: Some(after) };
+    let change = Change {
+        entity_type: "ORG",
+        entity_id: org.0,
+        action: "CREATE",
+        before: None,
+        after: Some(after),
+    };
     audit::record(&mut tx, org, &actor, change).await?;
     tx.commit().await?;
     Ok(ProvisionedOrg {
@@ -193,7 +200,9 @@ pub struct Hierarchy {
 
 pub async fn hierarchy(db: &Db, org: OrgId, fetch_siblings: bool) -> Result<Hierarchy, OrgError> {
     let mut conn = db.read().await?;
-    let me = store::get_org(&mut conn, org).await?.ok_or_else(|| OrgError::NotFound("Org not found".into()))?;
+    let me = store::get_org(&mut conn, org)
+        .await?
+        .ok_or_else(|| OrgError::NotFound("Org not found".into()))?;
     let children = store::orgs_with_parent(&mut conn, org).await?;
     let (parent, siblings) = match me.parent_id {
         Some(parent_id) => {
@@ -215,10 +224,18 @@ pub async fn hierarchy(db: &Db, org: OrgId, fetch_siblings: bool) -> Result<Hier
 }
 
 /// Adds a store after checking that its zone and concept belong to the org.
-pub async fn add_store(db: &Db, org: OrgId, actor: &AuditActor, new: &NewStore) -> Result<Store, OrgError> {
+pub async fn add_store(
+    db: &Db,
+    org: OrgId,
+    actor: &AuditActor,
+    new: &NewStore,
+) -> Result<Store, OrgError> {
     let mut tx = db.begin_write().await?;
     if !store::zone_exists(&mut tx, org, new.zone_id).await? {
-        return Err(OrgError::InvalidParent(format!("parentZoneId {} is not a zone of this org", new.zone_id.0)));
+        return Err(OrgError::InvalidParent(format!(
+            "parentZoneId {} is not a zone of this org",
+            new.zone_id.0
+        )));
     }
     if !store::concept_exists(&mut tx, org, new.concept_id).await? {
         return Err(OrgError::InvalidParent(format!(
@@ -233,13 +250,17 @@ pub async fn add_store(db: &Db, org: OrgId, actor: &AuditActor, new: &NewStore) 
             OrgError::Db(e)
         }
     })?;
-    let created = store::get_store(&mut tx, org, id).await?.ok_or_else(|| OrgError::NotFound("Store not found".into()))?;
+    let created = store::get_store(&mut tx, org, id)
+        .await?
+        .ok_or_else(|| OrgError::NotFound("Store not found".into()))?;
     let change = Change {
         entity_type: "STORE",
         entity_id: id.0,
         action: "CREATE",
         before: None,
-        after: Some(json!({"code": created.code, "name": created.name, "zoneId": created.zone_id, "conceptId": created.concept_id})),
+        after: Some(
+            json!({"code": created.code, "name": created.name, "zoneId": created.zone_id, "conceptId": created.concept_id}),
+        ),
     };
     audit::record(&mut tx, org, actor, change).await?;
     tx.commit().await?;
@@ -258,7 +279,12 @@ pub struct TillInput {
     pub custom_fields: serde_json::Map<String, serde_json::Value>,
 }
 
-pub async fn add_till(db: &Db, org: OrgId, actor: &AuditActor, input: TillInput) -> Result<TillId, OrgError> {
+pub async fn add_till(
+    db: &Db,
+    org: OrgId,
+    actor: &AuditActor,
+    input: TillInput,
+) -> Result<TillId, OrgError> {
     let password = input.password.clone();
     let password_hash = tokio::task::spawn_blocking(move || hash_till_password(&password))
         .await
@@ -266,11 +292,15 @@ pub async fn add_till(db: &Db, org: OrgId, actor: &AuditActor, input: TillInput)
         .map_err(|e| OrgError::Invalid(e.to_string()))?;
     let mut tx = db.begin_write().await?;
     if store::get_store(&mut tx, org, input.store_id).await?.is_none() {
-        return Err(OrgError::InvalidParent(format!("storeId {} is not a store of this org", input.store_id.0)));
+        return Err(OrgError::InvalidParent(format!(
+            "storeId {} is not a store of this org",
+            input.store_id.0
+        )));
     }
-    let access_group_id = store::access_group_id(&mut tx, org, &input.access_group)
-        .await?
-        .ok_or_else(|| OrgError::Invalid(format!("accessGroup '{}' does not exist", input.access_group)))?;
+    let access_group_id =
+        store::access_group_id(&mut tx, org, &input.access_group).await?.ok_or_else(|| {
+            OrgError::Invalid(format!("accessGroup '{}' does not exist", input.access_group))
+        })?;
     let till = NewTill {
         store_id: input.store_id,
         code: input.code.clone(),
@@ -295,7 +325,9 @@ pub async fn add_till(db: &Db, org: OrgId, actor: &AuditActor, input: TillInput)
         entity_id: id.0,
         action: "CREATE",
         before: None,
-        after: Some(json!({"code": till.code, "storeId": till.store_id.0, "accessGroup": input.access_group})),
+        after: Some(
+            json!({"code": till.code, "storeId": till.store_id.0, "accessGroup": input.access_group}),
+        ),
     };
     audit::record(&mut tx, org, actor, change).await?;
     tx.commit().await?;
@@ -330,7 +362,9 @@ pub async fn update_till(
     };
     let mut tx = db.begin_write().await?;
     let lookup = store::TillLookup { id: Some(till.0), ..Default::default() };
-    let before = store::find_till(&mut tx, org, &lookup).await?.ok_or_else(|| OrgError::NotFound(format!("Till {} not found", till.0)))?;
+    let before = store::find_till(&mut tx, org, &lookup)
+        .await?
+        .ok_or_else(|| OrgError::NotFound(format!("Till {} not found", till.0)))?;
     let custom_fields = changes.custom_fields.map(|incoming| {
         let mut merged: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&before.custom_fields).unwrap_or_default();
@@ -345,14 +379,24 @@ pub async fn update_till(
         custom_fields,
     };
     store::update_till(&mut tx, org, till, &update).await?;
-    let after = store::find_till(&mut tx, org, &lookup).await?.ok_or_else(|| OrgError::NotFound(format!("Till {} not found", till.0)))?;
-    let snapshot = |t: &Till| json!({"description": t.description, "billable": t.billable,
-        "isActive": t.is_active, "customFields": t.custom_fields});
+    let after = store::find_till(&mut tx, org, &lookup)
+        .await?
+        .ok_or_else(|| OrgError::NotFound(format!("Till {} not found", till.0)))?;
+    let snapshot = |t: &Till| {
+        json!({"description": t.description, "billable": t.billable,
+        "isActive": t.is_active, "customFields": t.custom_fields})
+    };
     let mut after_state = snapshot(&after);
     if update.password_hash.is_some() {
         after_state["passwordChanged"] = json!(true);
     }
-    let change = Change { entity_type: "TILL", entity_id: till.0, action: "UPDATE", before: Some(snapshot(&before)), after: Some(after_state) };
+    let change = Change {
+        entity_type: "TILL",
+        entity_id: till.0,
+        action: "UPDATE",
+        before: Some(snapshot(&before)),
+        after: Some(after_state),
+    };
     audit::record(&mut tx, org, actor, change).await?;
     tx.commit().await?;
     Ok(after)

@@ -125,14 +125,17 @@ pub async fn insert_zone(
 }
 
 /// True when `zone` is a zone of `org`.
-pub async fn zone_exists(c: &mut impl Connection, org: OrgId, zone: ZoneId) -> Result<bool, DbError> {
-    let found: Option<i64> = dispatch!(c, |e| sqlx::query_scalar(
-        "SELECT id FROM zones WHERE org_id = $1 AND id = $2"
-    )
-    .bind(org.0)
-    .bind(zone.0)
-    .fetch_optional(e)
-    .await)?;
+pub async fn zone_exists(
+    c: &mut impl Connection,
+    org: OrgId,
+    zone: ZoneId,
+) -> Result<bool, DbError> {
+    let found: Option<i64> =
+        dispatch!(c, |e| sqlx::query_scalar("SELECT id FROM zones WHERE org_id = $1 AND id = $2")
+            .bind(org.0)
+            .bind(zone.0)
+            .fetch_optional(e)
+            .await)?;
     Ok(found.is_some())
 }
 
@@ -351,7 +354,9 @@ pub async fn find_till(
     let sql = if column == "id" {
         format!("SELECT {TILL_COLUMNS} FROM tills WHERE org_id = $1 AND id = $2")
     } else {
-        format!("SELECT {TILL_COLUMNS} FROM tills WHERE org_id = $1 AND {column} = $2 ORDER BY id LIMIT 1")
+        format!(
+            "SELECT {TILL_COLUMNS} FROM tills WHERE org_id = $1 AND {column} = $2 ORDER BY id LIMIT 1"
+        )
     };
     Ok(if column == "id" {
         let id: i64 = value.parse().unwrap_or(-1);
@@ -378,7 +383,8 @@ pub async fn list_tills(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Till>, i64), DbError> {
-    let where_clause = "org_id = $1 AND ($2 IS NULL OR store_id = $2) AND ($3 IS NULL OR is_active = $3)";
+    let where_clause =
+        "org_id = $1 AND ($2 IS NULL OR store_id = $2) AND ($3 IS NULL OR is_active = $3)";
     let count_sql = format!("SELECT COUNT(*) FROM tills WHERE {where_clause}");
     let page_sql = format!(
         "SELECT {TILL_COLUMNS} FROM tills WHERE {where_clause} ORDER BY id LIMIT $4 OFFSET $5"

@@ -1,2 +1,12 @@
-#[test]
-fn placeholder() {}
+//! The API test suite: one binary, every test on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod envelopes;
+mod idempotency;
+mod migrations;
+mod ops;
+mod org;

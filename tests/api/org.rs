@@ -1,0 +1,1 @@
+//! Org, store and till APIs (filled in below).
