@@ -51,9 +51,8 @@ pub async fn claim(
     now: i64,
     expires_at: i64,
 ) -> Result<Claim, DbError> {
-    let existing =
-        dispatch!(c, |e| {
-            sqlx::query_as::<_, Row>(
+    let existing = dispatch!(c, |e| {
+        sqlx::query_as::<_, Row>(
         "SELECT request_hash, response_status, content_type, response_body, created_at, expires_at \
          FROM idempotency_keys WHERE org_id = $1 AND api_key = $2 AND idempotency_key = $3"
     )
@@ -62,7 +61,7 @@ pub async fn claim(
     .bind(&scope.key)
     .fetch_optional(e)
     .await
-        })?;
+    })?;
     if let Some(row) = existing {
         let abandoned = row.response_status.is_none() && now - row.created_at > ABANDONED_AFTER_MS;
         if row.expires_at > now && !abandoned {
@@ -79,9 +78,8 @@ pub async fn claim(
         release(c, scope).await?;
     }
     // Two racing first requests: the primary key lets exactly one insert win.
-    let inserted =
-        dispatch!(c, |e| {
-            sqlx::query(
+    let inserted = dispatch!(c, |e| {
+        sqlx::query(
         "INSERT INTO idempotency_keys (org_id, api_key, idempotency_key, request_hash, created_at, \
          expires_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
     )
@@ -94,7 +92,7 @@ pub async fn claim(
     .execute(e)
     .await
     .map(|r| r.rows_affected())
-        })?;
+    })?;
     Ok(if inserted == 1 { Claim::New } else { Claim::InProgress })
 }
 

@@ -344,7 +344,16 @@ pub async fn v1_org_entities(
     for row in &rows {
         let mut entity = entity_json(row, entity_type);
         if include_parent && let Some(parent) = row.parent_id {
-            let parent_query = EntityQuery { ids: vec![parent], limit: 1, ..query.clone() };
+            // The parent is shown whatever page, date or activity filter selected the child.
+            let parent_query = EntityQuery {
+                ids: vec![parent],
+                parent: None,
+                start_id: 0,
+                limit: 1,
+                modified_since: None,
+                active_only: false,
+                ..query.clone()
+            };
             let parent_row =
                 org_store::list_entities(&mut conn, principal.org, &parent_query).await?;
             entity["parent"] =

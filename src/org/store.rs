@@ -227,7 +227,8 @@ pub async fn find_store_by_code(
         .await)?)
 }
 
-/// Filters for [`list_stores`]: code list, or prefix matches on name/code/external id (OR-ed).
+/// Filters for [`list_stores`]: code list, or case-insensitive prefix matches on name/code/external
+/// id (OR-ed).
 #[derive(Clone, Debug, Default)]
 pub struct StoreFilter {
     pub codes: Vec<String>,
@@ -262,14 +263,19 @@ pub async fn list_stores(
             ("external_ids", &filter.external_id_prefix),
         ] {
             if let Some(prefix) = prefix {
-                let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                // Case-insensitive on both backends (SQLite's LIKE is, PostgreSQL's is not).
+                let escaped = prefix
+                    .to_lowercase()
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
                 let pattern = if column == "external_ids" {
                     format!("%\"{escaped}%")
                 } else {
                     format!("{escaped}%")
                 };
                 binds.push(pattern);
-                any.push(format!("{column} LIKE ${} ESCAPE '\\'", binds.len() + 1));
+                any.push(format!("LOWER({column}) LIKE ${} ESCAPE '\\'", binds.len() + 1));
             }
         }
         if !any.is_empty() {

@@ -61,7 +61,10 @@ fn assert_v2_error(response: &TestResponse, status: u16, code: i64) {
 /// The `code` of each item.
 #[track_caller]
 fn codes(items: &[Value]) -> Vec<String> {
-    items.iter().map(|e| e["code"].as_str().unwrap_or_else(|| panic!("no code in {e}")).to_string()).collect()
+    items
+        .iter()
+        .map(|e| e["code"].as_str().unwrap_or_else(|| panic!("no code in {e}")).to_string())
+        .collect()
 }
 
 /// The `id` of each item.
@@ -85,7 +88,10 @@ fn custom_fields(till: &Value) -> Vec<(String, Value)> {
 #[track_caller]
 fn data(response: &TestResponse) -> Vec<Value> {
     response.assert_status(200);
-    response.json()["data"].as_array().unwrap_or_else(|| panic!("no data: {}", response.body)).clone()
+    response.json()["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data: {}", response.body))
+        .clone()
 }
 
 /// `GET /v1.1/organization/entities?{query}`, checked for success; the entity list.
@@ -184,7 +190,9 @@ async fn org_get_describes_the_callers_org(backend: Backend) {
 
     // Another org's till sees that org, not Acme.
     let beta = app.another_org("Beta").await;
-    let other = app.get("/v1.1/organization/get", &basic_header(&beta.till.username, &beta.till.password)).await;
+    let other = app
+        .get("/v1.1/organization/get", &basic_header(&beta.till.username, &beta.till.password))
+        .await;
     other.assert_status(200);
     let other = other.json();
     assert_eq!(other["response"]["organization"]["id"], beta.org_id);
@@ -192,7 +200,8 @@ async fn org_get_describes_the_callers_org(backend: Backend) {
     assert_eq!(other["response"]["organization"]["base_currency"], "USD");
     assert_eq!(other["response"]["organization"]["timezone"], "UTC");
 
-    let wrong = app.get("/v1.1/organization/get", &basic_header(&app.org.till.username, "wrong")).await;
+    let wrong =
+        app.get("/v1.1/organization/get", &basic_header(&app.org.till.username, "wrong")).await;
     assert_v1_error(&wrong, 401, 401);
 }
 
@@ -286,7 +295,9 @@ async fn entities_reject_bad_queries(backend: Backend) {
 async fn entities_filter_by_id_and_page_by_start_id(backend: Backend) {
     let Some(app) = TestApp::new(backend).await else { return };
     let auth = app.basic();
-    for (code, name) in [("store.one", "Store One"), ("store.two", "Store Two"), ("store.three", "Store Three")] {
+    for (code, name) in
+        [("store.one", "Store One"), ("store.two", "Store Two"), ("store.three", "Store Three")]
+    {
         add_store(&app, code, name).await;
     }
     let all = entities(&app, &auth, "type=STORE").await;
@@ -297,9 +308,11 @@ async fn entities_filter_by_id_and_page_by_start_id(backend: Backend) {
     // Keyset paging: each page starts after the last id of the previous one.
     let first = entities(&app, &auth, "type=STORE&limit=2").await;
     assert_eq!(ids(&first), &all_ids[..2]);
-    let second = entities(&app, &auth, &format!("type=STORE&limit=2&start_id={}", all_ids[1])).await;
+    let second =
+        entities(&app, &auth, &format!("type=STORE&limit=2&start_id={}", all_ids[1])).await;
     assert_eq!(ids(&second), &all_ids[2..]);
-    let past_end = entities(&app, &auth, &format!("type=STORE&limit=2&start_id={}", all_ids[3])).await;
+    let past_end =
+        entities(&app, &auth, &format!("type=STORE&limit=2&start_id={}", all_ids[3])).await;
     assert!(past_end.is_empty(), "{past_end:?}");
     let from_first = entities(&app, &auth, &format!("type=STORE&start_id={}", all_ids[0])).await;
     assert_eq!(ids(&from_first), &all_ids[1..]);
@@ -307,9 +320,12 @@ async fn entities_filter_by_id_and_page_by_start_id(backend: Backend) {
     // `id` takes one id or a comma-separated list (spaces allowed); unknown ids are no match.
     let one = entities(&app, &auth, &format!("type=STORE&id={}", all_ids[2])).await;
     assert_eq!(codes(&one), ["store.two"]);
-    let two = entities(&app, &auth, &format!("type=STORE&id={},%20{}", all_ids[3], all_ids[1])).await;
+    let two =
+        entities(&app, &auth, &format!("type=STORE&id={},%20{}", all_ids[3], all_ids[1])).await;
     assert_eq!(codes(&two), ["store.one", "store.three"]);
-    let id_and_page = entities(&app, &auth, &format!("type=STORE&id={},{}&limit=1", all_ids[1], all_ids[3])).await;
+    let id_and_page =
+        entities(&app, &auth, &format!("type=STORE&id={},{}&limit=1", all_ids[1], all_ids[3]))
+            .await;
     assert_eq!(codes(&id_and_page), ["store.one"]);
     assert!(entities(&app, &auth, "type=STORE&id=999999").await.is_empty());
     // A store id is not a till id.
@@ -334,7 +350,9 @@ async fn entities_active_only_hides_inactive_entities(backend: Backend) {
     assert_eq!(entities(&app, &auth, "type=STORE&active_only=false").await.len(), 2);
 
     let till = add_till(&app, "spare.till", app.org.store_id).await;
-    app.put_json(&format!("/v2/orgEntity/till/{till}"), &auth, &json!({"isActive": false})).await.assert_status(200);
+    app.put_json(&format!("/v2/orgEntity/till/{till}"), &auth, &json!({"isActive": false}))
+        .await
+        .assert_status(200);
     let tills = entities(&app, &auth, "type=TILL").await;
     assert_eq!(ids(&tills), [app.org.till_id, till]);
     assert_eq!(tills[1]["is_active"], "false");
@@ -358,30 +376,67 @@ async fn entities_filter_by_parent(backend: Backend) {
     let mut north = store_body("north.store", "North", zone, concept);
     north["externalIds"] = json!(["north-ext-1"]);
     let north = add_store_with(&app, &auth, north).await;
-    let outlet = add_store_with(&app, &auth, store_body("outlet.store", "Outlet", zone, outlet_concept)).await;
+    let outlet =
+        add_store_with(&app, &auth, store_body("outlet.store", "Outlet", zone, outlet_concept))
+            .await;
     let north_till = add_till(&app, "north.till", north).await;
 
-    let tills_of = |kind: &str, value: String| format!("type=TILL&parent_identifier_type={kind}&parent_identifier_value={value}");
+    let tills_of = |kind: &str, value: String| {
+        format!("type=TILL&parent_identifier_type={kind}&parent_identifier_value={value}")
+    };
     let main_tills = entities(&app, &auth, &tills_of("STORE_CODE", "main.store".into())).await;
     assert_eq!(ids(&main_tills), [app.org.till_id]);
-    assert_eq!(ids(&entities(&app, &auth, &tills_of("STORE_CODE", "north.store".into())).await), [north_till]);
-    assert_eq!(ids(&entities(&app, &auth, &tills_of("STORE_ID", north.to_string())).await), [north_till]);
-    assert_eq!(ids(&entities(&app, &auth, &tills_of("store_id", north.to_string())).await), [north_till]);
-    assert_eq!(ids(&entities(&app, &auth, &tills_of("STORE_EXTERNAL_ID", "north-ext-1".into())).await), [north_till]);
-    assert!(entities(&app, &auth, &tills_of("STORE_ID", outlet.to_string())).await.is_empty(), "outlet has no till");
+    assert_eq!(
+        ids(&entities(&app, &auth, &tills_of("STORE_CODE", "north.store".into())).await),
+        [north_till]
+    );
+    assert_eq!(
+        ids(&entities(&app, &auth, &tills_of("STORE_ID", north.to_string())).await),
+        [north_till]
+    );
+    assert_eq!(
+        ids(&entities(&app, &auth, &tills_of("store_id", north.to_string())).await),
+        [north_till]
+    );
+    assert_eq!(
+        ids(&entities(&app, &auth, &tills_of("STORE_EXTERNAL_ID", "north-ext-1".into())).await),
+        [north_till]
+    );
+    assert!(
+        entities(&app, &auth, &tills_of("STORE_ID", outlet.to_string())).await.is_empty(),
+        "outlet has no till"
+    );
     // The external id must match whole, not by prefix.
-    let prefix = app.get(&format!("/v1.1/organization/entities?{}", tills_of("STORE_EXTERNAL_ID", "north-ext".into())), &auth).await;
+    let prefix = app
+        .get(
+            &format!(
+                "/v1.1/organization/entities?{}",
+                tills_of("STORE_EXTERNAL_ID", "north-ext".into())
+            ),
+            &auth,
+        )
+        .await;
     assert_v1_error(&prefix, 400, 400);
 
-    let stores_of = |kind: &str, value: String| format!("type=STORE&parent_identifier_type={kind}&parent_identifier_value={value}");
-    let default_stores = entities(&app, &auth, &stores_of("CONCEPT_CODE", "default.concept".into())).await;
+    let stores_of = |kind: &str, value: String| {
+        format!("type=STORE&parent_identifier_type={kind}&parent_identifier_value={value}")
+    };
+    let default_stores =
+        entities(&app, &auth, &stores_of("CONCEPT_CODE", "default.concept".into())).await;
     assert_eq!(codes(&default_stores), ["main.store", "north.store"]);
-    let outlet_stores = entities(&app, &auth, &stores_of("CONCEPT_CODE", "outlet.concept".into())).await;
+    let outlet_stores =
+        entities(&app, &auth, &stores_of("CONCEPT_CODE", "outlet.concept".into())).await;
     assert_eq!(codes(&outlet_stores), ["outlet.store"]);
-    let by_concept_id = entities(&app, &auth, &stores_of("CONCEPT_ID", outlet_concept.to_string())).await;
+    let by_concept_id =
+        entities(&app, &auth, &stores_of("CONCEPT_ID", outlet_concept.to_string())).await;
     assert_eq!(ids(&by_concept_id), [outlet]);
     // The parent filter combines with paging.
-    let paged = entities(&app, &auth, &format!("{}&limit=1", stores_of("CONCEPT_CODE", "default.concept".into()))).await;
+    let paged = entities(
+        &app,
+        &auth,
+        &format!("{}&limit=1", stores_of("CONCEPT_CODE", "default.concept".into())),
+    )
+    .await;
     assert_eq!(codes(&paged), ["main.store"]);
 }
 
@@ -423,7 +478,10 @@ async fn entities_details_locale_and_sub_entities(backend: Backend) {
     assert_eq!(ids(children), [app.org.store_id]);
     assert_eq!(children[0]["type"], "STORE");
     let zones = entities(&app, &auth, "type=ZONE&sub_entities_count=5").await;
-    assert_eq!(ids(zones[0]["sub_entities"]["entity"].as_array().unwrap()), [app.org.store_id, second]);
+    assert_eq!(
+        ids(zones[0]["sub_entities"]["entity"].as_array().unwrap()),
+        [app.org.store_id, second]
+    );
     let concepts = entities(&app, &auth, "type=CONCEPT&sub_entities_count=5").await;
     assert_eq!(concepts[0]["sub_entities"]["entity"].as_array().unwrap().len(), 2);
     let stores = entities(&app, &auth, "type=STORE&sub_entities_count=5").await;
@@ -449,13 +507,18 @@ async fn entities_include_parent_ignores_paging_and_modified_since(backend: Back
     assert!(zones[0]["parent"].is_null(), "a root zone has no parent: {}", zones[0]);
     assert_eq!(zones[1]["parent_id"], zone);
     assert_eq!(zones[1]["parent"]["code"], "default.zone");
-    assert!(entities(&app, &auth, "type=ZONE").await[1].get("parent").is_none(), "parent only when asked");
+    assert!(
+        entities(&app, &auth, "type=ZONE").await[1].get("parent").is_none(),
+        "parent only when asked"
+    );
 
     // The parent is shown even when the page or the date filter leaves it out of the list.
-    let paged = entities(&app, &auth, &format!("type=ZONE&include_parent=true&start_id={zone}")).await;
+    let paged =
+        entities(&app, &auth, &format!("type=ZONE&include_parent=true&start_id={zone}")).await;
     assert_eq!(codes(&paged), ["north.zone"]);
     assert_eq!(paged[0]["parent"]["code"], "default.zone", "{}", paged[0]);
-    let recent = entities(&app, &auth, "type=ZONE&include_parent=true&modified_since=2099-01-01").await;
+    let recent =
+        entities(&app, &auth, "type=ZONE&include_parent=true&modified_since=2099-01-01").await;
     assert_eq!(codes(&recent), ["north.zone"]);
     assert_eq!(recent[0]["parent"]["id"], zone, "{}", recent[0]);
 }
@@ -499,9 +562,13 @@ async fn store_get_finds_stores_by_caller_code_and_id(backend: Backend) {
     assert_eq!(by_code[0]["email"], "london@example.com");
     let by_id = stores_of(&app.get(&format!("/v1.1/store/get?id={london}"), &auth).await);
     assert_eq!(codes(&by_id), ["london.store"]);
-    let several = stores_of(&app.get(&format!("/v1.1/store/get?id={london},{}", app.org.store_id), &auth).await);
+    let several = stores_of(
+        &app.get(&format!("/v1.1/store/get?id={london},{}", app.org.store_id), &auth).await,
+    );
     assert_eq!(ids(&several), [london, app.org.store_id]);
-    let codes_list = stores_of(&app.get("/v1.1/store/get?code=main.store,london.store&format=json", &auth).await);
+    let codes_list = stores_of(
+        &app.get("/v1.1/store/get?code=main.store,london.store&format=json", &auth).await,
+    );
     assert_eq!(ids(&codes_list), [app.org.store_id, london]);
 
     for uri in ["/v1.1/store/get?code=no.such.store", "/v1.1/store/get?id=999999"] {
@@ -528,7 +595,10 @@ async fn store_login_checks_the_credentials(backend: Backend) {
     assert_eq!(user["org_name"], "Acme");
     assert_eq!(user["associate_login_enabled"], "false");
     let server_time = user["server_time"].as_str().unwrap();
-    assert!(chrono::NaiveDateTime::parse_from_str(server_time, "%Y-%m-%d %H:%M:%S").is_ok(), "{server_time}");
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(server_time, "%Y-%m-%d %H:%M:%S").is_ok(),
+        "{server_time}"
+    );
 
     // Any till may check its own login, whatever its access group.
     add_till(&app, "pos.login", app.org.store_id).await;
@@ -607,14 +677,21 @@ async fn add_store_echoes_the_stored_store(backend: Backend) {
     assert_eq!(codes(&entities(&app, &auth, "type=STORE").await), ["main.store", "city.centre"]);
 
     let audit = app.audit(app.org.org_id, "STORE").await;
-    let record = audit.iter().find(|r| r.entity_id == id).expect("an audit record of the new store");
+    let record =
+        audit.iter().find(|r| r.entity_id == id).expect("an audit record of the new store");
     assert_eq!(record.action, "CREATE");
     assert_eq!(record.principal_type, "TILL");
     assert_eq!(record.principal_id, Some(app.org.till_id));
     assert!(record.after_state.as_deref().unwrap_or_default().contains("city.centre"));
 
     // Minimal body with the admin token; defaults fill the rest.
-    let minimal = app.post_json("/v2/orgEntity/store", &app.admin(), &store_body("kiosk", "Kiosk", zone, concept)).await;
+    let minimal = app
+        .post_json(
+            "/v2/orgEntity/store",
+            &app.admin(),
+            &store_body("kiosk", "Kiosk", zone, concept),
+        )
+        .await;
     minimal.assert_status(200);
     let kiosk = minimal.json();
     assert_eq!(kiosk["adminType"], "GENERAL");
@@ -622,7 +699,8 @@ async fn add_store_echoes_the_stored_store(backend: Backend) {
     assert_eq!(kiosk["externalIds"], json!([]));
     assert_eq!(kiosk["customFields"], json!({}));
     let audit = app.audit(app.org.org_id, "STORE").await;
-    let record = audit.iter().find(|r| r.entity_id == kiosk["id"]).expect("an audit record of the kiosk");
+    let record =
+        audit.iter().find(|r| r.entity_id == kiosk["id"]).expect("an audit record of the kiosk");
     assert_eq!(record.principal_type, "ADMIN");
     assert_eq!(store_count(&app, &auth).await, 3);
 }
@@ -650,21 +728,49 @@ async fn add_store_rejects_bad_input(backend: Backend) {
         ("name with a dash", store_body("s.j", "a-b", zone, concept), 400),
         ("blank name", store_body("s.k", "   ", zone, concept), 400),
         ("name of 101 characters", store_body("s.l", &"n".repeat(101), zone, concept), 400),
-        ("missing code", json!({"name": "M", "parentZoneId": zone, "parentConceptId": concept}), 400),
-        ("missing name", json!({"code": "s.n", "parentZoneId": zone, "parentConceptId": concept}), 400),
-        ("code as a number", json!({"code": 5, "name": "O", "parentZoneId": zone, "parentConceptId": concept}), 400),
+        (
+            "missing code",
+            json!({"name": "M", "parentZoneId": zone, "parentConceptId": concept}),
+            400,
+        ),
+        (
+            "missing name",
+            json!({"code": "s.n", "parentZoneId": zone, "parentConceptId": concept}),
+            400,
+        ),
+        (
+            "code as a number",
+            json!({"code": 5, "name": "O", "parentZoneId": zone, "parentConceptId": concept}),
+            400,
+        ),
         ("missing zone", json!({"code": "s.p", "name": "P", "parentConceptId": concept}), 400),
         ("missing concept", json!({"code": "s.q", "name": "Q", "parentZoneId": zone}), 400),
-        ("empty zone", json!({"code": "s.r", "name": "R", "parentZoneId": "", "parentConceptId": concept}), 400),
-        ("non-numeric zone", json!({"code": "s.s", "name": "S", "parentZoneId": "abc", "parentConceptId": concept}), 400),
-        ("fractional zone", json!({"code": "s.t", "name": "T", "parentZoneId": 1.5, "parentConceptId": concept}), 400),
-        ("boolean concept", json!({"code": "s.u", "name": "U", "parentZoneId": zone, "parentConceptId": true}), 400),
+        (
+            "empty zone",
+            json!({"code": "s.r", "name": "R", "parentZoneId": "", "parentConceptId": concept}),
+            400,
+        ),
+        (
+            "non-numeric zone",
+            json!({"code": "s.s", "name": "S", "parentZoneId": "abc", "parentConceptId": concept}),
+            400,
+        ),
+        (
+            "fractional zone",
+            json!({"code": "s.t", "name": "T", "parentZoneId": 1.5, "parentConceptId": concept}),
+            400,
+        ),
+        (
+            "boolean concept",
+            json!({"code": "s.u", "name": "U", "parentZoneId": zone, "parentConceptId": true}),
+            400,
+        ),
     ];
     for (what, body, code) in cases {
         let response = app.post_json("/v2/orgEntity/store", &auth, &body).await;
-        assert_v2_error(&response, 400, code);
-        assert!(!response.json()["errors"][0]["message"].as_str().unwrap().is_empty(), "{what}");
+        assert_eq!(response.status.as_u16(), 400, "{what}: {}", response.body);
         assert_eq!(response.v2_error_code(), code, "{what}: {}", response.body);
+        assert!(!response.json()["errors"][0]["message"].as_str().unwrap().is_empty(), "{what}");
     }
     for (field, value) in [
         ("type", json!("TILL")),
@@ -680,6 +786,7 @@ async fn add_store_rejects_bad_input(backend: Backend) {
         let mut body = store_body("s.v", "V", zone, concept);
         body[field] = value;
         let response = app.post_json("/v2/orgEntity/store", &auth, &body).await;
+        assert_eq!(response.status.as_u16(), 400, "{field}: {}", response.body);
         assert_v2_error(&response, 400, 400);
     }
     // Nothing was written, and no audit record claims otherwise.
@@ -687,8 +794,15 @@ async fn add_store_rejects_bad_input(backend: Backend) {
     assert!(app.audit(app.org.org_id, "STORE").await.is_empty());
     // Store codes are unique per org: the other org may use a code Acme uses.
     add_store_with(&app, &auth, store_body("shared.code", "Shared", zone, concept)).await;
-    add_store_with(&app, &other_auth, store_body("shared.code", "Shared", other_zone, other_concept)).await;
-    let again = app.post_json("/v2/orgEntity/store", &auth, &store_body("shared.code", "Again", zone, concept)).await;
+    add_store_with(
+        &app,
+        &other_auth,
+        store_body("shared.code", "Shared", other_zone, other_concept),
+    )
+    .await;
+    let again = app
+        .post_json("/v2/orgEntity/store", &auth, &store_body("shared.code", "Again", zone, concept))
+        .await;
     assert_v2_error(&again, 400, 1207);
 }
 
@@ -703,24 +817,45 @@ async fn add_store_and_till_need_write_permission(backend: Backend) {
     assert_eq!(entities(&app, &pos, "type=STORE").await.len(), 1);
     app.get(&format!("/v2/organization/till/{pos_till}"), &pos).await.assert_status(200);
     // … but writes nothing.
-    let store = app.post_json("/v2/orgEntity/store", &pos, &store_body("pos.store", "Pos", zone, concept)).await;
+    let store = app
+        .post_json("/v2/orgEntity/store", &pos, &store_body("pos.store", "Pos", zone, concept))
+        .await;
     assert_v2_error(&store, 403, 403);
-    let bulk = app.post_json("/v2/orgEntity/store/bulk", &pos, &json!([store_body("pos.bulk", "Pos", zone, concept)])).await;
+    let bulk = app
+        .post_json(
+            "/v2/orgEntity/store/bulk",
+            &pos,
+            &json!([store_body("pos.bulk", "Pos", zone, concept)]),
+        )
+        .await;
     assert_v2_error(&bulk, 403, 403);
-    let till = app.post_json("/v2/orgEntity/till", &pos, &json!({"name": "pos.two", "password": PASSWORD, "storeId": app.org.store_id})).await;
+    let till = app
+        .post_json(
+            "/v2/orgEntity/till",
+            &pos,
+            &json!({"name": "pos.two", "password": PASSWORD, "storeId": app.org.store_id}),
+        )
+        .await;
     assert_v2_error(&till, 403, 403);
-    let update = app.put_json(&format!("/v2/orgEntity/till/{pos_till}"), &pos, &json!({"description": "mine"})).await;
+    let update = app
+        .put_json(&format!("/v2/orgEntity/till/{pos_till}"), &pos, &json!({"description": "mine"}))
+        .await;
     assert_v2_error(&update, 403, 403);
     assert_eq!(store_count(&app, &auth).await, 1);
     assert_eq!(entities(&app, &auth, "type=TILL").await.len(), 2);
 
     // A till in the Admin group may write; an unknown group is refused.
-    add_till_with(&app, &auth, "admin.two", app.org.store_id, json!({"accessGroup": "Admin"})).await;
+    add_till_with(&app, &auth, "admin.two", app.org.store_id, json!({"accessGroup": "Admin"}))
+        .await;
     let admin = basic_header("admin.two", PASSWORD);
     add_store_with(&app, &admin, store_body("admin.store", "Admin Store", zone, concept)).await;
-    let unknown_group = app
-        .post_json("/v2/orgEntity/till", &auth, &json!({"name": "ghost.till", "password": PASSWORD, "storeId": app.org.store_id, "accessGroup": "Gods"}))
-        .await;
+    let ghost = json!({
+        "name": "ghost.till",
+        "password": PASSWORD,
+        "storeId": app.org.store_id,
+        "accessGroup": "Gods",
+    });
+    let unknown_group = app.post_json("/v2/orgEntity/till", &auth, &ghost).await;
     assert_v2_error(&unknown_group, 400, 400);
     assert_eq!(store_count(&app, &auth).await, 2);
 }
@@ -733,7 +868,13 @@ async fn bulk_add_stores_reports_each_item(backend: Backend) {
         store_body("bulk.one", "Bulk One", zone, concept),
         store_body("Bad Code", "Bad", zone, concept),
         store_body("main.store", "Duplicate", zone, concept),
-        {"code": "bulk.two", "name": "Bulk Two", "parentZoneId": zone.to_string(), "parentConceptId": concept.to_string(), "timeZoneId": ""},
+        {
+            "code": "bulk.two",
+            "name": "Bulk Two",
+            "parentZoneId": zone.to_string(),
+            "parentConceptId": concept.to_string(),
+            "timeZoneId": "",
+        },
         store_body("bulk.three", "Bulk Three", 999_999, concept),
         {"name": "No code", "parentZoneId": zone, "parentConceptId": concept},
         store_body("bulk.one", "Same code twice", zone, concept),
@@ -783,19 +924,29 @@ async fn bulk_add_stores_rejects_empty_invalid_and_oversized_batches(backend: Ba
     let codes_seen: Vec<Value> = results.iter().map(|r| r["errors"][0]["code"].clone()).collect();
     assert_eq!(codes_seen, [json!(400), json!(400), json!(1207)]);
 
-    let too_many: Vec<Value> =
-        (0..101).map(|i| store_body(&format!("many.{i}"), &format!("Many {i}"), zone, concept)).collect();
-    let response = app.post_json("/v2/orgEntity/store/bulk", &auth, &Value::Array(too_many.clone())).await;
+    let too_many: Vec<Value> = (0..101)
+        .map(|i| store_body(&format!("many.{i}"), &format!("Many {i}"), zone, concept))
+        .collect();
+    let response =
+        app.post_json("/v2/orgEntity/store/bulk", &auth, &Value::Array(too_many.clone())).await;
     assert_v2_error(&response, 400, 1060);
     assert!(response.json().get("response").is_none(), "an oversized batch is refused whole");
 
     assert_v2_error(&app.post_json("/v2/orgEntity/store/bulk", &auth, &json!([])).await, 400, 400);
-    let not_a_list = app.post_json("/v2/orgEntity/store/bulk", &auth, &store_body("one.store", "One", zone, concept)).await;
+    let not_a_list = app
+        .post_json(
+            "/v2/orgEntity/store/bulk",
+            &auth,
+            &store_body("one.store", "One", zone, concept),
+        )
+        .await;
     assert_v2_error(&not_a_list, 400, 400);
     assert_eq!(store_count(&app, &auth).await, 1, "no store was written");
 
     // Exactly 100 is allowed.
-    let response = app.post_json("/v2/orgEntity/store/bulk", &auth, &Value::Array(too_many[..100].to_vec())).await;
+    let response = app
+        .post_json("/v2/orgEntity/store/bulk", &auth, &Value::Array(too_many[..100].to_vec()))
+        .await;
     response.assert_status(200);
     let results = response.json()["response"].as_array().unwrap().clone();
     assert_eq!(results.len(), 100);
@@ -830,7 +981,11 @@ async fn add_till_creates_a_working_login(backend: Backend) {
     assert_eq!(org.json()["response"]["organization"]["id"], app.org.org_id);
     let login = app.get("/v1.1/store/login", &till_auth).await;
     assert_eq!(login.json()["response"]["store"]["user"]["user_id"], id.to_string());
-    assert_v1_error(&app.get("/v1.1/organization/get", &basic_header("front.desk_1", "other")).await, 401, 401);
+    assert_v1_error(
+        &app.get("/v1.1/organization/get", &basic_header("front.desk_1", "other")).await,
+        401,
+        401,
+    );
 
     let till = app.get(&format!("/v2/organization/till/{id}"), &auth).await;
     till.assert_status(200);
@@ -847,7 +1002,10 @@ async fn add_till_creates_a_working_login(backend: Backend) {
     let record = audit.iter().find(|r| r.entity_id == id).expect("an audit record of the new till");
     assert_eq!(record.action, "CREATE");
     assert_eq!(record.principal_id, Some(app.org.till_id));
-    assert!(!record.after_state.as_deref().unwrap_or_default().contains("s3cret"), "no password in the audit");
+    assert!(
+        !record.after_state.as_deref().unwrap_or_default().contains("s3cret"),
+        "no password in the audit"
+    );
 
     // Defaults: billable, GENERAL; a till may live in a new store.
     let store = add_store(&app, "second.store", "Second").await;
@@ -855,8 +1013,12 @@ async fn add_till_creates_a_working_login(backend: Backend) {
     let second = app.get(&format!("/v2/organization/till/{second}"), &auth).await.json();
     assert_eq!(second["billable"], true);
     assert_eq!(second["storeId"], store);
-    let admin = add_till_with(&app, &app.admin(), "boss.till", store, json!({"adminType": "admin"})).await;
-    assert_eq!(app.get(&format!("/v2/organization/till/{admin}"), &auth).await.json()["adminType"], "ADMIN");
+    let admin =
+        add_till_with(&app, &app.admin(), "boss.till", store, json!({"adminType": "admin"})).await;
+    assert_eq!(
+        app.get(&format!("/v2/organization/till/{admin}"), &auth).await.json()["adminType"],
+        "ADMIN"
+    );
 }
 
 async fn add_till_rejects_bad_input(backend: Backend) {
@@ -897,8 +1059,16 @@ async fn add_till_rejects_bad_input(backend: Backend) {
         ("bad admin type", with("t.eight", "adminType", json!("ROOT")), 400),
         ("billable as text", with("t.nine", "billable", json!("yes")), 400),
         ("description of 251", with("t.ten", "description", json!("d".repeat(251))), 400),
-        ("unnamed custom field", with("t.eleven", "customFields", json!([{"name": "", "value": 1}])), 400),
-        ("custom field name of 21", with("t.twelve", "customFields", json!([{"name": "f".repeat(21)}])), 400),
+        (
+            "unnamed custom field",
+            with("t.eleven", "customFields", json!([{"name": "", "value": 1}])),
+            400,
+        ),
+        (
+            "custom field name of 21",
+            with("t.twelve", "customFields", json!([{"name": "f".repeat(21)}])),
+            400,
+        ),
     ];
     for (what, body, code) in cases {
         let response = app.post_json("/v2/orgEntity/till", &auth, &body).await;
@@ -906,10 +1076,21 @@ async fn add_till_rejects_bad_input(backend: Backend) {
         assert_eq!(response.v2_error_code(), code, "{what}: {}", response.body);
     }
     // Till names are logins, unique across every org.
-    let across = app.post_json("/v2/orgEntity/till", &other_auth, &json!({"name": "front.desk", "password": PASSWORD, "storeId": other.store_id})).await;
+    let across = app
+        .post_json(
+            "/v2/orgEntity/till",
+            &other_auth,
+            &json!({"name": "front.desk", "password": PASSWORD, "storeId": other.store_id}),
+        )
+        .await;
     assert_v2_error(&across, 400, 1207);
-    let acme_default = json!({"name": app.org.till.username, "password": PASSWORD, "storeId": other.store_id});
-    assert_v2_error(&app.post_json("/v2/orgEntity/till", &other_auth, &acme_default).await, 400, 1207);
+    let acme_default =
+        json!({"name": app.org.till.username, "password": PASSWORD, "storeId": other.store_id});
+    assert_v2_error(
+        &app.post_json("/v2/orgEntity/till", &other_auth, &acme_default).await,
+        400,
+        1207,
+    );
 
     // Only the one good till exists, and the taken name still logs in with its own password.
     let tills = entities(&app, &auth, "type=TILL").await;
@@ -921,26 +1102,45 @@ async fn add_till_rejects_bad_input(backend: Backend) {
 async fn update_till_merges_custom_fields(backend: Backend) {
     let Some(app) = TestApp::new(backend).await else { return };
     let auth = app.basic();
-    let id = add_till_with(&app, &auth, "lane.till", app.org.store_id, json!({"customFields": [{"name": "lane", "value": "1"}]})).await;
+    let id = add_till_with(
+        &app,
+        &auth,
+        "lane.till",
+        app.org.store_id,
+        json!({"customFields": [{"name": "lane", "value": "1"}]}),
+    )
+    .await;
     let uri = format!("/v2/orgEntity/till/{id}");
 
-    let response = app.put_json(&uri, &auth, &json!({"customFields": [{"name": "floor", "value": 2}]})).await;
+    let response =
+        app.put_json(&uri, &auth, &json!({"customFields": [{"name": "floor", "value": 2}]})).await;
     response.assert_status(200);
     let till = response.json();
     assert_eq!(till["id"], id);
     assert_eq!(till["type"], "TILL");
     assert_eq!(till["warnings"], json!([]));
-    assert_eq!(custom_fields(&till), [("lane".to_string(), json!("1")), ("floor".to_string(), json!(2))]);
+    assert_eq!(
+        custom_fields(&till),
+        [("lane".to_string(), json!("1")), ("floor".to_string(), json!(2))]
+    );
 
     // A known field changes its value; the others stay.
-    let response = app.put_json(&uri, &auth, &json!({"customFields": [{"name": "lane", "value": "5"}]})).await;
+    let response =
+        app.put_json(&uri, &auth, &json!({"customFields": [{"name": "lane", "value": "5"}]})).await;
     response.assert_status(200);
-    assert_eq!(custom_fields(&response.json()), [("lane".to_string(), json!("5")), ("floor".to_string(), json!(2))]);
+    assert_eq!(
+        custom_fields(&response.json()),
+        [("lane".to_string(), json!("5")), ("floor".to_string(), json!(2))]
+    );
     let read = app.get(&format!("/v2/organization/till/{id}"), &auth).await.json();
-    assert_eq!(custom_fields(&read), [("lane".to_string(), json!("5")), ("floor".to_string(), json!(2))]);
+    assert_eq!(
+        custom_fields(&read),
+        [("lane".to_string(), json!("5")), ("floor".to_string(), json!(2))]
+    );
 
     // Other fields (Perks extensions) leave the custom fields alone.
-    let response = app.put_json(&uri, &auth, &json!({"description": "Back office", "billable": false})).await;
+    let response =
+        app.put_json(&uri, &auth, &json!({"description": "Back office", "billable": false})).await;
     response.assert_status(200);
     let till = response.json();
     assert_eq!(till["description"], "Back office");
@@ -949,17 +1149,32 @@ async fn update_till_merges_custom_fields(backend: Backend) {
 
     // A new password takes effect at once.
     app.put_json(&uri, &auth, &json!({"password": "new-pass-2"})).await.assert_status(200);
-    assert_v1_error(&app.get("/v1.1/store/login", &basic_header("lane.till", PASSWORD)).await, 401, 401);
+    assert_v1_error(
+        &app.get("/v1.1/store/login", &basic_header("lane.till", PASSWORD)).await,
+        401,
+        401,
+    );
     app.get("/v1.1/store/login", &basic_header("lane.till", "new-pass-2")).await.assert_status(200);
 
-    let updates: Vec<_> =
-        app.audit(app.org.org_id, "TILL").await.into_iter().filter(|r| r.action == "UPDATE").collect();
+    let updates: Vec<_> = app
+        .audit(app.org.org_id, "TILL")
+        .await
+        .into_iter()
+        .filter(|r| r.action == "UPDATE")
+        .collect();
     assert_eq!(updates.len(), 4, "one audit record per update");
     assert!(updates.iter().all(|r| r.entity_id == id && r.principal_id == Some(app.org.till_id)));
     let newest = &updates[0];
     assert!(newest.after_state.as_deref().unwrap().contains("passwordChanged"));
-    assert!(!newest.after_state.as_deref().unwrap().contains("new-pass-2"), "no password in the audit");
-    assert!(updates[3].before_state.as_deref().unwrap().contains("lane"), "{:?}", updates[3].before_state);
+    assert!(
+        !newest.after_state.as_deref().unwrap().contains("new-pass-2"),
+        "no password in the audit"
+    );
+    assert!(
+        updates[3].before_state.as_deref().unwrap().contains("lane"),
+        "{:?}",
+        updates[3].before_state
+    );
 }
 
 async fn update_till_rejects_bad_requests(backend: Backend) {
@@ -981,7 +1196,8 @@ async fn update_till_rejects_bad_requests(backend: Backend) {
         let response = app.put_json(&uri, &auth, &body).await;
         assert_v2_error(&response, 400, 400);
     }
-    let fields: Vec<Value> = (0..51).map(|i| json!({"name": format!("f{i}"), "value": i})).collect();
+    let fields: Vec<Value> =
+        (0..51).map(|i| json!({"name": format!("f{i}"), "value": i})).collect();
     assert_v2_error(&app.put_json(&uri, &auth, &json!({"customFields": fields})).await, 400, 400);
 
     let body = json!({"customFields": [{"name": "lane", "value": "1"}]});
@@ -1001,7 +1217,14 @@ async fn update_till_rejects_bad_requests(backend: Backend) {
 async fn till_lookup_by_id_code_and_name(backend: Backend) {
     let Some(app) = TestApp::new(backend).await else { return };
     let auth = app.basic();
-    let id = add_till_with(&app, &auth, "lookup.till", app.org.store_id, json!({"description": "For lookups"})).await;
+    let id = add_till_with(
+        &app,
+        &auth,
+        "lookup.till",
+        app.org.store_id,
+        json!({"description": "For lookups"}),
+    )
+    .await;
 
     let response = app.get(&format!("/v2/organization/till/{id}"), &auth).await;
     response.assert_status(200);
@@ -1021,12 +1244,15 @@ async fn till_lookup_by_id_code_and_name(backend: Backend) {
     assert_eq!(till["currency"], "INR");
     assert_eq!(till["warnings"], json!([]));
 
-    let default = app.get(&format!("/v2/organization/till/{}", app.org.till_id), &auth).await.json();
+    let default =
+        app.get(&format!("/v2/organization/till/{}", app.org.till_id), &auth).await.json();
     assert_eq!(default["adminType"], "ADMIN");
     assert_eq!(default["default"], true);
     assert_eq!(default["code"], app.org.till.username.as_str());
 
-    for query in ["code=lookup.till".to_string(), format!("tillId={id}"), "name=lookup.till".to_string()] {
+    for query in
+        ["code=lookup.till".to_string(), format!("tillId={id}"), "name=lookup.till".to_string()]
+    {
         let response = app.get(&format!("/v2/organization/till?{query}"), &auth).await;
         response.assert_status(200);
         assert_eq!(response.json(), till, "{query}");
@@ -1063,7 +1289,11 @@ async fn till_lists_page_filter_and_hide_inactive_tills(backend: Backend) {
         let response = app.get(path, &auth).await;
         let list = data(&response);
         assert_eq!(ids(&list), [app.org.till_id, t1, t2, t3], "{path}");
-        assert_eq!(response.json()["pagination"], json!({"limit": 10, "offset": 0, "total": 4}), "{path}");
+        assert_eq!(
+            response.json()["pagination"],
+            json!({"limit": 10, "offset": 0, "total": 4}),
+            "{path}"
+        );
         assert!(list.iter().all(|t| t["type"] == "TILL" && t["isActive"] == true));
         assert_eq!(list[3]["storeId"], north);
 
@@ -1084,7 +1314,8 @@ async fn till_lists_page_filter_and_hide_inactive_tills(backend: Backend) {
     }
 
     // Deactivating a till moves it from the active list to the inactive one.
-    let response = app.put_json(&format!("/v2/orgEntity/till/{t2}"), &auth, &json!({"isActive": false})).await;
+    let response =
+        app.put_json(&format!("/v2/orgEntity/till/{t2}"), &auth, &json!({"isActive": false})).await;
     response.assert_status(200);
     assert_eq!(response.json()["isActive"], false);
     let active = app.get("/v2/organization/tills", &auth).await;
@@ -1094,15 +1325,34 @@ async fn till_lists_page_filter_and_hide_inactive_tills(backend: Backend) {
     assert_eq!(ids(&data(&inactive)), [t2]);
     assert_eq!(data(&inactive)[0]["isActive"], false);
     assert_eq!(inactive.json()["pagination"]["total"], 1);
-    let main_inactive = app.get(&format!("/v2/orgEntity/till?isActive=false&storeId={}", app.org.store_id), &auth).await;
+    let main_inactive = app
+        .get(&format!("/v2/orgEntity/till?isActive=false&storeId={}", app.org.store_id), &auth)
+        .await;
     assert_eq!(ids(&data(&main_inactive)), [t2]);
-    assert!(data(&app.get(&format!("/v2/orgEntity/till?isActive=false&storeId={north}"), &auth).await).is_empty());
+    assert!(
+        data(&app.get(&format!("/v2/orgEntity/till?isActive=false&storeId={north}"), &auth).await)
+            .is_empty()
+    );
     // A deactivated till no longer logs in; reactivating it restores the login.
-    assert_v1_error(&app.get("/v1.1/store/login", &basic_header("main.two", PASSWORD)).await, 401, 401);
-    app.put_json(&format!("/v2/orgEntity/till/{t2}"), &auth, &json!({"isActive": true})).await.assert_status(200);
+    assert_v1_error(
+        &app.get("/v1.1/store/login", &basic_header("main.two", PASSWORD)).await,
+        401,
+        401,
+    );
+    app.put_json(&format!("/v2/orgEntity/till/{t2}"), &auth, &json!({"isActive": true}))
+        .await
+        .assert_status(200);
     app.get("/v1.1/store/login", &basic_header("main.two", PASSWORD)).await.assert_status(200);
 
-    for query in ["limit=0", "limit=101", "limit=-1", "offset=-1", "limit=abc", "isActive=maybe", "storeId=abc"] {
+    for query in [
+        "limit=0",
+        "limit=101",
+        "limit=-1",
+        "offset=-1",
+        "limit=abc",
+        "isActive=maybe",
+        "storeId=abc",
+    ] {
         for path in ["/v2/organization/tills", "/v2/orgEntity/till"] {
             let response = app.get(&format!("{path}?{query}"), &auth).await;
             assert_v2_error(&response, 400, 400);
@@ -1128,7 +1378,9 @@ async fn hierarchy_of_a_standard_org(backend: Backend) {
     assert!(org.get("customFields").is_none(), "custom fields only when asked");
     assert_eq!(org["warnings"], json!([]));
 
-    let with_fields = app.get("/v2/organization/hierarchy?fetchCustomFields=true&fetchSiblings=true", &app.basic()).await;
+    let with_fields = app
+        .get("/v2/organization/hierarchy?fetchCustomFields=true&fetchSiblings=true", &app.basic())
+        .await;
     with_fields.assert_status(200);
     let with_fields = with_fields.json();
     assert_eq!(with_fields["customFields"], json!([]));
@@ -1184,13 +1436,22 @@ async fn hierarchy_of_connected_orgs(backend: Backend) {
     assert_eq!(siblings[0]["name"], "Child Two");
     assert_eq!(view["parentOrganization"]["id"], parent);
     let second_view = app
-        .get("/v2/organization/hierarchy?fetchSiblings=true", &basic_header(&second.till.username, &second.till.password))
+        .get(
+            "/v2/organization/hierarchy?fetchSiblings=true",
+            &basic_header(&second.till.username, &second.till.password),
+        )
         .await
         .json();
     assert_eq!(ids(second_view["siblingOrganizations"].as_array().unwrap()), [first.org_id]);
 
     // An unconnected org is a standard org still.
-    let loner_view = app.get("/v2/organization/hierarchy?fetchSiblings=true", &basic_header(&loner.till.username, &loner.till.password)).await.json();
+    let loner_view = app
+        .get(
+            "/v2/organization/hierarchy?fetchSiblings=true",
+            &basic_header(&loner.till.username, &loner.till.password),
+        )
+        .await
+        .json();
     assert_eq!(loner_view["parentId"], -1);
     assert_eq!(loner_view["childOrganizations"], json!([]));
     assert_eq!(loner_view["siblingOrganizations"], json!([]));
@@ -1234,6 +1495,10 @@ async fn locations_search_and_page_stores(backend: Backend) {
         ("q=external_id:01", vec![]),
         ("q=name:Annex,code:mall", vec![mall, annex]),
         ("q=name:Nothing", vec![]),
+        // Prefixes match whatever the case (the spec's example searches `code:STR`).
+        ("q=name:main", vec![main]),
+        ("q=code:MALL", vec![mall]),
+        ("q=external_id:mr-0", vec![mall]),
         ("type=STORE&q=code:mall", vec![mall]),
         ("type=store", vec![main, mall, annex]),
     ];
@@ -1287,9 +1552,17 @@ async fn locations_reject_bad_queries(backend: Backend) {
 async fn orgs_are_isolated_from_each_other(backend: Backend) {
     let Some(app) = TestApp::new(backend).await else { return };
     let auth = app.basic();
-    let acme_till = add_till_with(&app, &auth, "acme.counter", app.org.store_id, json!({"customFields": [{"name": "lane", "value": "1"}]})).await;
+    let acme_till = add_till_with(
+        &app,
+        &auth,
+        "acme.counter",
+        app.org.store_id,
+        json!({"customFields": [{"name": "lane", "value": "1"}]}),
+    )
+    .await;
     let acme_store = add_store(&app, "acme.only", "Acme Only").await;
-    let acme_till_before = app.get(&format!("/v2/organization/till/{acme_till}"), &auth).await.json();
+    let acme_till_before =
+        app.get(&format!("/v2/organization/till/{acme_till}"), &auth).await.json();
     let acme_stores_before = entities(&app, &auth, "type=STORE").await;
 
     let beta = app.another_org("Beta").await;
@@ -1306,7 +1579,10 @@ async fn orgs_are_isolated_from_each_other(backend: Backend) {
     ] {
         assert_v2_error(&app.get(&uri, &b).await, 404, 404);
     }
-    for uri in [format!("/v1.1/store/get?id={}", app.org.store_id), "/v1.1/store/get?code=acme.only".to_string()] {
+    for uri in [
+        format!("/v1.1/store/get?id={}", app.org.store_id),
+        "/v1.1/store/get?code=acme.only".to_string(),
+    ] {
         assert_v1_error(&app.get(&uri, &b).await, 404, 404);
     }
     // The same code names Beta's own store.
@@ -1318,19 +1594,51 @@ async fn orgs_are_isolated_from_each_other(backend: Backend) {
     assert_eq!(ids(&beta_stores), [beta.store_id]);
     assert!(!codes(&beta_stores).contains(&"acme.only".to_string()));
     assert_eq!(ids(&entities(&app, &b, "type=TILL").await), [beta.till_id]);
-    assert!(entities(&app, &b, &format!("type=STORE&id={},{acme_store}", app.org.store_id)).await.is_empty());
-    let acme_parent = format!("type=TILL&parent_identifier_type=STORE_ID&parent_identifier_value={}", app.org.store_id);
-    assert_v1_error(&app.get(&format!("/v1.1/organization/entities?{acme_parent}"), &b).await, 400, 400);
+    assert!(
+        entities(&app, &b, &format!("type=STORE&id={},{acme_store}", app.org.store_id))
+            .await
+            .is_empty()
+    );
+    let acme_parent = format!(
+        "type=TILL&parent_identifier_type=STORE_ID&parent_identifier_value={}",
+        app.org.store_id
+    );
+    assert_v1_error(
+        &app.get(&format!("/v1.1/organization/entities?{acme_parent}"), &b).await,
+        400,
+        400,
+    );
     let tills = app.get("/v2/organization/tills", &b).await;
     assert_eq!(ids(&data(&tills)), [beta.till_id]);
-    assert_eq!(ids(&data(&app.get(&format!("/v2/organization/tills?storeId={}", app.org.store_id), &b).await)), Vec::<i64>::new());
-    assert_eq!(ids(&data(&app.get("/v2/locations?includeChildren=true", &b).await)), [beta.store_id]);
+    assert_eq!(
+        ids(&data(
+            &app.get(&format!("/v2/organization/tills?storeId={}", app.org.store_id), &b).await
+        )),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids(&data(&app.get("/v2/locations?includeChildren=true", &b).await)),
+        [beta.store_id]
+    );
     assert!(data(&app.get("/v2/locations?entityCodes=acme.only", &b).await).is_empty());
 
     // Writes aimed at Acme's entities are refused.
-    let hijack = json!({"description": "hijacked", "isActive": false, "password": "stolen-1", "customFields": [{"name": "lane", "value": "9"}]});
-    assert_v2_error(&app.put_json(&format!("/v2/orgEntity/till/{acme_till}"), &b, &hijack).await, 404, 404);
-    assert_v2_error(&app.put_json(&format!("/v2/orgEntity/till/{}", app.org.till_id), &b, &hijack).await, 404, 404);
+    let hijack = json!({
+        "description": "hijacked",
+        "isActive": false,
+        "password": "stolen-1",
+        "customFields": [{"name": "lane", "value": "9"}],
+    });
+    assert_v2_error(
+        &app.put_json(&format!("/v2/orgEntity/till/{acme_till}"), &b, &hijack).await,
+        404,
+        404,
+    );
+    assert_v2_error(
+        &app.put_json(&format!("/v2/orgEntity/till/{}", app.org.till_id), &b, &hijack).await,
+        404,
+        404,
+    );
     let sneaky = json!({"name": "beta.sneaky", "password": PASSWORD, "storeId": app.org.store_id});
     assert_v2_error(&app.post_json("/v2/orgEntity/till", &b, &sneaky).await, 400, 1214);
     let (acme_zone, acme_concept) = zone_and_concept(&app, &auth).await;
@@ -1340,7 +1648,8 @@ async fn orgs_are_isolated_from_each_other(backend: Backend) {
     assert_v2_error(&app.post_json("/v2/orgEntity/store", &b, &mixed).await, 400, 1214);
 
     // Acme is unchanged.
-    let acme_till_after = app.get(&format!("/v2/organization/till/{acme_till}"), &auth).await.json();
+    let acme_till_after =
+        app.get(&format!("/v2/organization/till/{acme_till}"), &auth).await.json();
     assert_eq!(acme_till_after, acme_till_before);
     assert_eq!(acme_till_after["isActive"], true);
     assert_eq!(custom_fields(&acme_till_after), [("lane".to_string(), json!("1"))]);
