@@ -29,6 +29,20 @@ pub enum Code {
     EntityNameExists,
     NotAdminUser,
     InvalidParentEntity,
+    InvalidMobile,
+    InvalidEmail,
+    InvalidExternalId,
+    MobileRequired,
+    NoPrimaryIdentifier,
+    CustomerNotFoundByIdentifier,
+    CustomerAlreadyRegistered,
+    EmailTaken,
+    CustomerNotFoundForOrg,
+    InvalidSource,
+    InvalidLookupIdentifier,
+    CustomerNotFound,
+    NoImageGiven,
+    ImageSizeOutOfBounds,
 }
 
 /// One row of the error table.
@@ -41,7 +55,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 31] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -59,6 +73,20 @@ impl Code {
         Code::EntityNameExists,
         Code::NotAdminUser,
         Code::InvalidParentEntity,
+        Code::InvalidMobile,
+        Code::InvalidEmail,
+        Code::InvalidExternalId,
+        Code::MobileRequired,
+        Code::NoPrimaryIdentifier,
+        Code::CustomerNotFoundByIdentifier,
+        Code::CustomerAlreadyRegistered,
+        Code::EmailTaken,
+        Code::CustomerNotFoundForOrg,
+        Code::InvalidSource,
+        Code::InvalidLookupIdentifier,
+        Code::CustomerNotFound,
+        Code::NoImageGiven,
+        Code::ImageSizeOutOfBounds,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -112,6 +140,39 @@ impl Code {
             Code::NotAdminUser => (1209, 403, "NotAdminUser", "Not an admin user"),
             Code::InvalidParentEntity => {
                 (1214, 400, "InvalidParentEntity", "Parent entity is invalid")
+            }
+            Code::InvalidMobile => (1001, 400, "InvalidMobile", "Invalid mobile number"),
+            Code::InvalidEmail => (1002, 400, "InvalidEmail", "Invalid email"),
+            Code::InvalidExternalId => (1003, 400, "InvalidExternalId", "Invalid external id"),
+            Code::MobileRequired => (1006, 400, "MobileRequired", "Mobile number is required"),
+            Code::NoPrimaryIdentifier => (
+                1007,
+                400,
+                "NoPrimaryIdentifier",
+                "No valid primary identifier (mobile, email or external id)",
+            ),
+            Code::CustomerNotFoundByIdentifier => {
+                (1011, 404, "CustomerNotFoundByIdentifier", "Customer not found for the identifier")
+            }
+            Code::CustomerAlreadyRegistered => {
+                (1014, 400, "CustomerAlreadyRegistered", "Customer is already registered")
+            }
+            Code::EmailTaken => {
+                (1016, 400, "EmailTaken", "Email is already used by another customer")
+            }
+            Code::CustomerNotFoundForOrg => {
+                (816, 404, "CustomerNotFoundForOrg", "Customer not found for this org")
+            }
+            Code::InvalidSource => (8003, 400, "InvalidSource", "Invalid source or accountId"),
+            Code::InvalidLookupIdentifier => {
+                (8013, 400, "InvalidLookupIdentifier", "Invalid identifier for lookup")
+            }
+            Code::CustomerNotFound => {
+                (8015, 404, "CustomerNotFound", "Customer not found for the given identifiers")
+            }
+            Code::NoImageGiven => (8078, 400, "NoImageGiven", "No image passed for deletion"),
+            Code::ImageSizeOutOfBounds => {
+                (8083, 400, "ImageSizeOutOfBounds", "Uploaded image size is out of bounds")
             }
         };
         CodeInfo { code, http, name, message }

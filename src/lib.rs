@@ -10,6 +10,8 @@
 //! - [`db`]: the `Db` enum over SQLite and PostgreSQL, transactions, the dispatch helper, migrations.
 //! - [`auth`]: principals, access groups, Basic/OAuth/admin-token authentication, the token endpoint.
 //! - [`org`]: orgs, concepts, zones, stores and tills, and their v1.1/v2 APIs.
+//! - [`customers`]: customers, profiles per source, identifiers, status, and their APIs.
+//! - [`events`]: the domain-event outbox every state change writes to.
 //! - [`audit`]: the audit record every write leaves in its own transaction.
 //! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
@@ -20,8 +22,10 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod customers;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod idempotency;
 pub mod jobs;

@@ -1,0 +1,546 @@
+//! Customer rules: registration as an upsert across sources, updates that never touch
+//! identifiers, identifier changes, status changes, lookups and search.
+
+use serde_json::{Value, json};
+
+use super::model::{
+    CustomerError, CustomerId, CustomerInput, CustomerUpdate, Identifier, IdentifierType,
+    LoyaltyType, SourceAccount, check_comm_channels, check_field_values,
+};
+use super::store::{
+    self, Attribution, CustomerRow, CustomerRowUpdate, IdentifierRow, NewCustomerRow,
+    NewProfileRow, ProfileRow, ProfileRowUpdate,
+};
+use crate::audit::{self, AuditActor, Change};
+use crate::auth::Principal;
+use crate::db::{Connection, Db, Tx, now_millis};
+use crate::events::{self, NewEvent};
+use crate::org::model::OrgId;
+
+/// A non-fatal note about a successful write (v2 `warnings[]`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    pub status: bool,
+    pub code: u32,
+    pub message: String,
+}
+
+impl Warning {
+    pub fn new(code: u32, message: impl Into<String>) -> Self {
+        Warning { status: false, code, message: message.into() }
+    }
+}
+
+/// What a registration did.
+#[derive(Debug)]
+pub struct AddOutcome {
+    pub customer: CustomerId,
+    pub created: bool,
+    pub warnings: Vec<Warning>,
+}
+
+/// A customer with its profiles and identifiers, as reads show it.
+#[derive(Clone, Debug)]
+pub struct CustomerView {
+    pub row: CustomerRow,
+    pub profiles: Vec<ProfileRow>,
+    pub identifiers: Vec<IdentifierRow>,
+}
+
+impl CustomerView {
+    /// The first identifier value of a type in a source account (INSTORE for v1.1 reads).
+    pub fn identifier(&self, account: &SourceAccount, kind: IdentifierType) -> Option<&str> {
+        self.identifiers
+            .iter()
+            .find(|i| {
+                i.source == account.source.as_str()
+                    && i.account_id == account.account_id
+                    && i.kind == kind.as_str()
+            })
+            .map(|i| i.value.as_str())
+    }
+}
+
+fn attribution(principal: &Principal) -> Attribution {
+    Attribution { till_id: principal.till.map(|t| t.0), store_id: principal.store.map(|s| s.0) }
+}
+
+/// Registers a customer, or updates the one its identifiers already name (v2 add semantics):
+/// - identifiers held in the same source account: that customer's attributes are updated and a
+///   warning says identifiers were left unchanged;
+/// - identifiers held only in other sources: the new source account joins that customer;
+/// - otherwise a new customer is created.
+pub async fn add_customer(
+    db: &Db,
+    principal: &Principal,
+    input: &CustomerInput,
+) -> Result<AddOutcome, CustomerError> {
+    let Some(main) = input.profiles.first() else {
+        return Err(CustomerError::Invalid("profiles must contain at least one profile".into()));
+    };
+    if !input.profiles.iter().flat_map(|p| &p.identifiers).any(|i| i.kind.is_primary_kind()) {
+        return Err(CustomerError::NoPrimaryIdentifier);
+    }
+    check_field_values("extendedFields", &input.extended_fields)?;
+    for profile in &input.profiles {
+        check_field_values("fields", &profile.fields)?;
+        if let Some(channels) = &profile.comm_channels {
+            check_comm_channels(channels)?;
+        }
+    }
+    let org = principal.org;
+    let mut tx = db.begin_write().await?;
+    let same_source = owners(&mut tx, org, Some(&main.account), &main.identifiers).await?;
+    let outcome = match same_source.as_slice() {
+        [] => {
+            let elsewhere = owners(&mut tx, org, None, &main.identifiers).await?;
+            match elsewhere.as_slice() {
+                [] => create(&mut tx, principal, input).await?,
+                [owner] => {
+                    attach_profiles(&mut tx, principal, *owner, input, 0).await?;
+                    AddOutcome { customer: *owner, created: false, warnings: Vec::new() }
+                }
+                _ => return Err(conflict(&main.identifiers)),
+            }
+        }
+        [owner] => {
+            let update = CustomerUpdate {
+                first_name: main.first_name.clone(),
+                last_name: main.last_name.clone(),
+                loyalty_type: input.loyalty_type,
+                fields: Some(main.fields.clone()).filter(|f| !f.is_empty()),
+                extended_fields: Some(input.extended_fields.clone()).filter(|f| !f.is_empty()),
+                comm_channels: main.comm_channels.clone(),
+            };
+            apply_update(&mut tx, principal, *owner, &main.account, &update).await?;
+            attach_profiles(&mut tx, principal, *owner, input, 1).await?;
+            AddOutcome {
+                customer: *owner,
+                created: false,
+                warnings: vec![Warning::new(
+                    1014,
+                    "Customer already registered: details updated, identifiers unchanged",
+                )],
+            }
+        }
+        _ => return Err(conflict(&main.identifiers)),
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+fn conflict(identifiers: &[Identifier]) -> CustomerError {
+    if identifiers.iter().any(|i| i.kind == IdentifierType::Email) {
+        CustomerError::EmailTaken
+    } else {
+        CustomerError::IdentifierTaken("An identifier".into())
+    }
+}
+
+/// Distinct customers holding any of `identifiers` (in one source account, or anywhere).
+async fn owners(
+    c: &mut impl Connection,
+    org: OrgId,
+    account: Option<&SourceAccount>,
+    identifiers: &[Identifier],
+) -> Result<Vec<CustomerId>, CustomerError> {
+    let mut found = Vec::new();
+    for identifier in identifiers {
+        if let Some(owner) = store::find_owner(c, org, account, identifier).await?
+            && !found.contains(&owner)
+        {
+            found.push(owner);
+        }
+    }
+    Ok(found)
+}
+
+async fn create(
+    tx: &mut Tx,
+    principal: &Principal,
+    input: &CustomerInput,
+) -> Result<AddOutcome, CustomerError> {
+    let org = principal.org;
+    let main = &input.profiles[0];
+    let first = main.first_name.clone().unwrap_or_default();
+    let last = main.last_name.clone().unwrap_or_default();
+    let loyalty_type = input.loyalty_type.unwrap_or(LoyaltyType::Loyalty);
+    let customer = store::insert_customer(
+        tx,
+        org,
+        &NewCustomerRow {
+            first_name: &first,
+            last_name: &last,
+            loyalty_type: loyalty_type.as_str(),
+            registered_at: input.registered_at.unwrap_or_else(now_millis),
+            registered_store_id: principal.store.map(|s| s.0),
+            registered_till_id: principal.till.map(|t| t.0),
+            extended_fields: &input.extended_fields,
+        },
+    )
+    .await?;
+    attach_profiles(tx, principal, customer, input, 0).await?;
+    let by = principal.actor.audit_identity();
+    store::append_status_log(
+        tx,
+        org,
+        customer,
+        "ACTIVE",
+        "Active",
+        "Registered",
+        (by.0, Some(by.1)),
+    )
+    .await?;
+    let after = json!({"firstName": first, "lastName": last, "loyaltyType": loyalty_type.as_str(),
+        "source": main.account.source.as_str()});
+    record(tx, principal, customer, "CREATE", None, Some(after.clone())).await?;
+    let event = NewEvent {
+        event_type: "customer.created",
+        entity_type: "CUSTOMER",
+        entity_id: customer.0,
+        payload: json!({"customerId": customer.0, "customer": after}),
+    };
+    events::raise(tx, org, Some(principal), event).await?;
+    Ok(AddOutcome { customer, created: true, warnings: Vec::new() })
+}
+
+/// Adds the profiles of `input` from index `from` on to `customer`, skipping source accounts it
+/// already has, and their identifiers.
+async fn attach_profiles(
+    tx: &mut Tx,
+    principal: &Principal,
+    customer: CustomerId,
+    input: &CustomerInput,
+    from: usize,
+) -> Result<(), CustomerError> {
+    let org = principal.org;
+    let existing = store::profiles(tx, org, customer).await?;
+    for profile in input.profiles.iter().skip(from) {
+        let has_account = existing.iter().any(|p| {
+            p.source == profile.account.source.as_str()
+                && p.account_id == profile.account.account_id
+        });
+        if has_account {
+            continue;
+        }
+        for identifier in &profile.identifiers {
+            if let Some(owner) =
+                store::find_owner(tx, org, Some(&profile.account), identifier).await?
+                && owner != customer
+            {
+                return Err(match identifier.kind {
+                    IdentifierType::Email => CustomerError::EmailTaken,
+                    kind => CustomerError::IdentifierTaken(kind.as_str().to_string()),
+                });
+            }
+        }
+        let channels = profile.comm_channels.clone().unwrap_or_default();
+        store::insert_profile(
+            tx,
+            org,
+            customer,
+            &NewProfileRow {
+                account: &profile.account,
+                first_name: profile.first_name.as_deref().unwrap_or_default(),
+                last_name: profile.last_name.as_deref().unwrap_or_default(),
+                fields: &profile.fields,
+                comm_channels: &channels,
+                attribution: attribution(principal),
+            },
+        )
+        .await?;
+        let mut seen = Vec::new();
+        for identifier in &profile.identifiers {
+            if seen.contains(&identifier) {
+                continue;
+            }
+            seen.push(identifier);
+            store::insert_identifier(tx, org, customer, &profile.account, identifier).await?;
+        }
+        if from > 0 || !existing.is_empty() {
+            let event = NewEvent {
+                event_type: "customer.profile_added",
+                entity_type: "CUSTOMER",
+                entity_id: customer.0,
+                payload: json!({"customerId": customer.0, "source": profile.account.source.as_str(),
+                    "accountId": profile.account.account_id}),
+            };
+            events::raise(tx, org, Some(principal), event).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn record(
+    tx: &mut Tx,
+    principal: &Principal,
+    customer: CustomerId,
+    action: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> Result<(), CustomerError> {
+    let change = Change { entity_type: "CUSTOMER", entity_id: customer.0, action, before, after };
+    audit::record(tx, principal.org, &AuditActor::from(principal), change).await?;
+    Ok(())
+}
+
+/// Updates a customer's attributes in one source account (never its identifiers).
+pub async fn update_customer(
+    db: &Db,
+    principal: &Principal,
+    customer: CustomerId,
+    account: &SourceAccount,
+    update: &CustomerUpdate,
+) -> Result<(), CustomerError> {
+    if let Some(fields) = &update.fields {
+        check_field_values("fields", fields)?;
+    }
+    if let Some(fields) = &update.extended_fields {
+        check_field_values("extendedFields", fields)?;
+    }
+    if let Some(channels) = &update.comm_channels {
+        check_comm_channels(channels)?;
+    }
+    let mut tx = db.begin_write().await?;
+    if store::get_customer(&mut tx, principal.org, customer).await?.is_none() {
+        return Err(CustomerError::NotFound);
+    }
+    apply_update(&mut tx, principal, customer, account, update).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn apply_update(
+    tx: &mut Tx,
+    principal: &Principal,
+    customer: CustomerId,
+    account: &SourceAccount,
+    update: &CustomerUpdate,
+) -> Result<(), CustomerError> {
+    let org = principal.org;
+    let current = store::get_customer(tx, org, customer).await?.ok_or(CustomerError::NotFound)?;
+    let profiles = store::profiles(tx, org, customer).await?;
+    let profile = profiles
+        .iter()
+        .find(|p| p.source == account.source.as_str() && p.account_id == account.account_id)
+        .ok_or_else(|| {
+            CustomerError::InvalidSource(format!(
+                "the customer has no {} profile{}",
+                account.source.as_str(),
+                if account.account_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" for account {}", account.account_id)
+                }
+            ))
+        })?;
+    let loyalty_type = match update.loyalty_type {
+        Some(requested) => {
+            let now = LoyaltyType::parse(&current.loyalty_type)?;
+            Some(now.change_to(requested)?.as_str())
+        }
+        None => None,
+    };
+    let extended_fields = update.extended_fields.as_ref().map(|incoming| {
+        let mut merged: serde_json::Map<String, Value> =
+            serde_json::from_str(&current.extended_fields).unwrap_or_default();
+        merged.extend(incoming.clone());
+        merged
+    });
+    let fields = update.fields.as_ref().map(|incoming| {
+        let mut merged: serde_json::Map<String, Value> =
+            serde_json::from_str(&profile.fields).unwrap_or_default();
+        merged.extend(incoming.clone());
+        merged
+    });
+    // The customer's name follows its INSTORE profile (or its only profile).
+    let names_follow = account.source.as_str() == "INSTORE" || profiles.len() == 1;
+    let row_update = CustomerRowUpdate {
+        first_name: update.first_name.clone().filter(|_| names_follow),
+        last_name: update.last_name.clone().filter(|_| names_follow),
+        loyalty_type,
+        extended_fields,
+        ..CustomerRowUpdate::default()
+    };
+    store::update_customer(tx, org, customer, &row_update).await?;
+    let profile_update = ProfileRowUpdate {
+        first_name: update.first_name.clone(),
+        last_name: update.last_name.clone(),
+        fields,
+        comm_channels: update.comm_channels.clone(),
+        modified_by_till_id: principal.till.map(|t| t.0),
+    };
+    store::update_profile(tx, org, profile.id, &profile_update).await?;
+    let before = json!({"firstName": current.first_name, "lastName": current.last_name,
+        "loyaltyType": current.loyalty_type});
+    let after_row = store::get_customer(tx, org, customer).await?.ok_or(CustomerError::NotFound)?;
+    let after = json!({"firstName": after_row.first_name, "lastName": after_row.last_name,
+        "loyaltyType": after_row.loyalty_type, "source": account.source.as_str()});
+    record(tx, principal, customer, "UPDATE", Some(before), Some(after.clone())).await?;
+    let event = NewEvent {
+        event_type: "customer.updated",
+        entity_type: "CUSTOMER",
+        entity_id: customer.0,
+        payload: json!({"customerId": customer.0, "customer": after}),
+    };
+    events::raise(tx, org, Some(principal), event).await?;
+    Ok(())
+}
+
+/// Finds the customer named by identifiers in a source account. Several identifiers (dual
+/// eligibility) must all name the same customer; a customer of another org is simply not found.
+pub async fn resolve(
+    c: &mut impl Connection,
+    org: OrgId,
+    account: &SourceAccount,
+    identifiers: &[Identifier],
+) -> Result<CustomerId, CustomerError> {
+    let found = owners(c, org, Some(account), identifiers).await?;
+    match found.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(CustomerError::NotFound),
+    }
+}
+
+/// A customer with profiles and identifiers, or `None` when the org has no such customer.
+pub async fn load(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: CustomerId,
+) -> Result<Option<CustomerView>, CustomerError> {
+    let Some(row) = store::get_customer(c, org, customer).await? else { return Ok(None) };
+    let profiles = store::profiles(c, org, customer).await?;
+    let identifiers = store::identifiers(c, org, customer).await?;
+    Ok(Some(CustomerView { row, profiles, identifiers }))
+}
+
+/// Adds and removes identifiers of one source account (Link/Delink, identity changes).
+pub async fn change_identifiers(
+    db: &Db,
+    principal: &Principal,
+    customer: CustomerId,
+    account: &SourceAccount,
+    add: &[Identifier],
+    remove: &[Identifier],
+) -> Result<Vec<Warning>, CustomerError> {
+    let org = principal.org;
+    let mut tx = db.begin_write().await?;
+    let profiles = store::profiles(&mut tx, org, customer).await?;
+    if profiles.is_empty() {
+        return Err(CustomerError::NotFound);
+    }
+    if !profiles
+        .iter()
+        .any(|p| p.source == account.source.as_str() && p.account_id == account.account_id)
+    {
+        return Err(CustomerError::InvalidSource(format!(
+            "the customer has no {} profile",
+            account.source.as_str()
+        )));
+    }
+    let mut warnings = Vec::new();
+    for identifier in remove {
+        if !store::delete_identifier(&mut tx, org, customer, account, identifier).await? {
+            warnings.push(Warning::new(
+                8013,
+                format!(
+                    "{} {} is not an identifier of the customer",
+                    identifier.kind.as_str(),
+                    identifier.value
+                ),
+            ));
+        }
+    }
+    for identifier in add {
+        match store::find_owner(&mut tx, org, Some(account), identifier).await? {
+            Some(owner) if owner == customer => warnings.push(Warning::new(
+                1014,
+                format!(
+                    "{} {} is already an identifier of the customer",
+                    identifier.kind.as_str(),
+                    identifier.value
+                ),
+            )),
+            Some(_) => {
+                return Err(match identifier.kind {
+                    IdentifierType::Email => CustomerError::EmailTaken,
+                    kind => CustomerError::IdentifierTaken(kind.as_str().to_string()),
+                });
+            }
+            None => store::insert_identifier(&mut tx, org, customer, account, identifier).await?,
+        }
+    }
+    let remaining = store::identifiers(&mut tx, org, customer).await?;
+    if !remaining
+        .iter()
+        .any(|i| IdentifierType::parse(&i.kind).is_some_and(IdentifierType::is_primary_kind))
+    {
+        return Err(CustomerError::NoPrimaryIdentifier);
+    }
+    let describe = |list: &[Identifier]| {
+        list.iter().map(|i| json!({"type": i.kind.as_str(), "value": i.value})).collect::<Vec<_>>()
+    };
+    let change = json!({"source": account.source.as_str(), "added": describe(add), "removed": describe(remove)});
+    record(&mut tx, principal, customer, "CHANGE_IDENTIFIER", None, Some(change.clone())).await?;
+    let event = NewEvent {
+        event_type: "customer.identifier_changed",
+        entity_type: "CUSTOMER",
+        entity_id: customer.0,
+        payload: json!({"customerId": customer.0, "change": change}),
+    };
+    events::raise(&mut tx, org, Some(principal), event).await?;
+    tx.commit().await?;
+    Ok(warnings)
+}
+
+/// Customer status labels and the status each one means.
+pub const STATUS_LABELS: [(&str, &str); 7] = [
+    ("Active", "ACTIVE"),
+    ("Inactive", "INACTIVE"),
+    ("Suspicious", "SUSPENDED"),
+    ("Suspended", "SUSPENDED"),
+    ("Fraud", "SUSPENDED"),
+    ("Blocked", "BLOCKED"),
+    ("Closed", "CLOSED"),
+];
+
+/// Moves a customer to the status of `label` and appends to the status log.
+pub async fn set_status(
+    db: &Db,
+    principal: &Principal,
+    customer: CustomerId,
+    label: &str,
+    reason: &str,
+) -> Result<(), CustomerError> {
+    let (label, status) = STATUS_LABELS
+        .iter()
+        .find(|(l, _)| l.eq_ignore_ascii_case(label.trim()))
+        .copied()
+        .ok_or_else(|| {
+            CustomerError::Invalid(format!(
+                "label '{label}' is not a customer status label: use one of {}",
+                STATUS_LABELS.iter().map(|(l, _)| *l).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+    let org = principal.org;
+    let mut tx = db.begin_write().await?;
+    let current =
+        store::get_customer(&mut tx, org, customer).await?.ok_or(CustomerError::NotFound)?;
+    store::set_status(&mut tx, org, customer, status, label).await?;
+    let by = principal.actor.audit_identity();
+    store::append_status_log(&mut tx, org, customer, status, label, reason, (by.0, Some(by.1)))
+        .await?;
+    let before = json!({"status": current.status, "label": current.status_label});
+    let after = json!({"status": status, "label": label, "reason": reason});
+    record(&mut tx, principal, customer, "STATUS_CHANGE", Some(before), Some(after.clone()))
+        .await?;
+    let event = NewEvent {
+        event_type: "customer.status_changed",
+        entity_type: "CUSTOMER",
+        entity_id: customer.0,
+        payload: json!({"customerId": customer.0, "status": after}),
+    };
+    events::raise(&mut tx, org, Some(principal), event).await?;
+    tx.commit().await?;
+    Ok(())
+}
