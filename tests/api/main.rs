@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod customers;
 mod envelopes;
 mod idempotency;
 mod migrations;
