@@ -24,6 +24,12 @@ pub struct Cli {
     /// Database URL: sqlite://FILE or postgres://… (overrides PERKS_DATABASE_URL).
     #[arg(long, global = true)]
     pub database_url: Option<String>,
+    /// Address to listen on (overrides PERKS_LISTEN).
+    #[arg(long, global = true)]
+    pub listen: Option<String>,
+    /// Do not create the demo org on a brand-new database.
+    #[arg(long, global = true)]
+    pub no_demo: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -31,14 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (the default).
-    Serve {
-        /// Address to listen on (overrides PERKS_LISTEN).
-        #[arg(long)]
-        listen: Option<String>,
-        /// Do not create the demo org on a brand-new database.
-        #[arg(long)]
-        no_demo: bool,
-    },
+    Serve,
     /// Apply database migrations and exit.
     Migrate,
     /// Manage orgs.
@@ -71,14 +70,14 @@ pub enum OrgCommand {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (listen, no_demo) = match &cli.command {
-        Some(Command::Serve { listen, no_demo }) => (listen.clone(), *no_demo),
-        _ => (None, false),
+    let overrides = Overrides {
+        listen: cli.listen.clone(),
+        database_url: cli.database_url.clone(),
+        no_demo: cli.no_demo,
     };
-    let overrides = Overrides { listen, database_url: cli.database_url.clone(), no_demo };
     let settings = Settings::load(&cli.config, overrides)?;
     match cli.command {
-        None | Some(Command::Serve { .. }) => serve(settings).await,
+        None | Some(Command::Serve) => serve(settings).await,
         Some(Command::Migrate) => {
             let db = Db::connect(&settings).await?;
             db::migrate(&db).await?;
