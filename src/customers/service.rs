@@ -75,6 +75,26 @@ pub async fn add_customer(
     principal: &Principal,
     input: &CustomerInput,
 ) -> Result<AddOutcome, CustomerError> {
+    // Two registrations of the same new identifier can race on PostgreSQL: the loser's insert
+    // breaks the unique index. Running it again then finds the winner's customer and updates it.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_add_customer(db, principal, input).await {
+            Err(CustomerError::Db(e)) if e.is_unique_violation() && attempt < ADD_ATTEMPTS_MAX => {}
+            other => return other,
+        }
+    }
+}
+
+/// How often a registration that lost a race on an identifier is run again.
+const ADD_ATTEMPTS_MAX: u32 = 3;
+
+async fn try_add_customer(
+    db: &Db,
+    principal: &Principal,
+    input: &CustomerInput,
+) -> Result<AddOutcome, CustomerError> {
     let Some(main) = input.profiles.first() else {
         return Err(CustomerError::Invalid("profiles must contain at least one profile".into()));
     };
@@ -96,6 +116,11 @@ pub async fn add_customer(
             let elsewhere = owners(&mut tx, org, None, &main.identifiers).await?;
             match elsewhere.as_slice() {
                 [] => create(&mut tx, principal, input).await?,
+                // On PostgreSQL a concurrent registration may commit between the two lookups;
+                // then the holder already has this source account and is simply updated.
+                [owner] if has_account(&mut tx, org, *owner, &main.account).await? => {
+                    update_existing(&mut tx, principal, *owner, input).await?
+                }
                 [owner] => {
                     attach_profiles(&mut tx, principal, *owner, input, 0).await?;
                     AddOutcome { customer: *owner, created: false, warnings: Vec::new() }
@@ -103,30 +128,52 @@ pub async fn add_customer(
                 _ => return Err(conflict(&main.identifiers)),
             }
         }
-        [owner] => {
-            let update = CustomerUpdate {
-                first_name: main.first_name.clone(),
-                last_name: main.last_name.clone(),
-                loyalty_type: input.loyalty_type,
-                fields: Some(main.fields.clone()).filter(|f| !f.is_empty()),
-                extended_fields: Some(input.extended_fields.clone()).filter(|f| !f.is_empty()),
-                comm_channels: main.comm_channels.clone(),
-            };
-            apply_update(&mut tx, principal, *owner, &main.account, &update).await?;
-            attach_profiles(&mut tx, principal, *owner, input, 1).await?;
-            AddOutcome {
-                customer: *owner,
-                created: false,
-                warnings: vec![Warning::new(
-                    1014,
-                    "Customer already registered: details updated, identifiers unchanged",
-                )],
-            }
-        }
+        [owner] => update_existing(&mut tx, principal, *owner, input).await?,
         _ => return Err(conflict(&main.identifiers)),
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Updates the customer that already holds the registration's main source account.
+async fn update_existing(
+    tx: &mut Tx,
+    principal: &Principal,
+    owner: CustomerId,
+    input: &CustomerInput,
+) -> Result<AddOutcome, CustomerError> {
+    let main = &input.profiles[0];
+    let update = CustomerUpdate {
+        first_name: main.first_name.clone(),
+        last_name: main.last_name.clone(),
+        loyalty_type: input.loyalty_type,
+        fields: Some(main.fields.clone()).filter(|f| !f.is_empty()),
+        extended_fields: Some(input.extended_fields.clone()).filter(|f| !f.is_empty()),
+        comm_channels: main.comm_channels.clone(),
+    };
+    apply_update(tx, principal, owner, &main.account, &update).await?;
+    attach_profiles(tx, principal, owner, input, 1).await?;
+    Ok(AddOutcome {
+        customer: owner,
+        created: false,
+        warnings: vec![Warning::new(
+            1014,
+            "Customer already registered: details updated, identifiers unchanged",
+        )],
+    })
+}
+
+/// True when the customer has a profile in the source account.
+async fn has_account(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: CustomerId,
+    account: &SourceAccount,
+) -> Result<bool, CustomerError> {
+    let profiles = store::profiles(c, org, customer).await?;
+    Ok(profiles
+        .iter()
+        .any(|p| p.source == account.source.as_str() && p.account_id == account.account_id))
 }
 
 fn conflict(identifiers: &[Identifier]) -> CustomerError {
@@ -467,7 +514,15 @@ pub async fn change_identifiers(
                     kind => CustomerError::IdentifierTaken(kind.as_str().to_string()),
                 });
             }
-            None => store::insert_identifier(&mut tx, org, customer, account, identifier).await?,
+            None => store::insert_identifier(&mut tx, org, customer, account, identifier)
+                .await
+                .map_err(|e| {
+                    if e.is_unique_violation() {
+                        CustomerError::IdentifierTaken(identifier.kind.as_str().to_string())
+                    } else {
+                        CustomerError::Db(e)
+                    }
+                })?,
         }
     }
     let remaining = store::identifiers(&mut tx, org, customer).await?;

@@ -493,3 +493,51 @@ async fn customers_are_isolated_between_orgs(backend: Backend) {
         "Ana"
     );
 }
+
+backend_tests!(concurrent_registrations_of_one_mobile_make_one_customer);
+
+async fn concurrent_registrations_of_one_mobile_make_one_customer(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let body = |name: &str| json!({"profiles": [{"firstName": name, "identifiers": [{"type": "mobile", "value": "919877700000"}]}]});
+    let bodies: Vec<Value> = (0..8).map(|i| body(&format!("Racer{i}"))).collect();
+    let responses = futures_join_all(&app, &bodies).await;
+    let mut ids: Vec<i64> = responses.iter().map(created_id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every registration names the same customer: {ids:?}");
+    let created =
+        responses.iter().filter(|r| r.json()["warnings"].as_array().unwrap().is_empty()).count();
+    assert_eq!(created, 1, "exactly one registration created the customer");
+    assert_eq!(customer_count(&app, app.org.org_id).await, 1);
+}
+
+async fn futures_join_all(app: &TestApp, bodies: &[Value]) -> Vec<TestResponse> {
+    let mut handles = Vec::new();
+    for body in bodies {
+        let router = app.router.clone();
+        let auth = app.basic();
+        let body = body.to_string();
+        handles.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let response = router
+                .oneshot(
+                    request(Method::POST, "/v2/customers")
+                        .header("authorization", auth)
+                        .header("content-type", "application/json")
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let bytes =
+                http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+            TestResponse { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+        }));
+    }
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
