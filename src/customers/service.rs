@@ -75,6 +75,26 @@ pub async fn add_customer(
     principal: &Principal,
     input: &CustomerInput,
 ) -> Result<AddOutcome, CustomerError> {
+    register(db, principal, input, OnExisting::Update).await
+}
+
+/// What a registration does when its identifiers already name a customer in the same source
+/// account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnExisting {
+    /// Update that customer's attributes and warn (v2 add).
+    Update,
+    /// Refuse: 1014 already registered, or 1016 when only the email is another's (v1.1 add).
+    Reject,
+}
+
+/// Registers a customer; see [`add_customer`] and [`OnExisting`].
+pub async fn register(
+    db: &Db,
+    principal: &Principal,
+    input: &CustomerInput,
+    on_existing: OnExisting,
+) -> Result<AddOutcome, CustomerError> {
     let Some(main) = input.profiles.first() else {
         return Err(CustomerError::Invalid("profiles must contain at least one profile".into()));
     };
@@ -91,6 +111,14 @@ pub async fn add_customer(
     let org = principal.org;
     let mut tx = db.begin_write().await?;
     let same_source = owners(&mut tx, org, Some(&main.account), &main.identifiers).await?;
+    if on_existing == OnExisting::Reject && !same_source.is_empty() {
+        for identifier in main.identifiers.iter().filter(|i| i.kind != IdentifierType::Email) {
+            if store::find_owner(&mut tx, org, Some(&main.account), identifier).await?.is_some() {
+                return Err(CustomerError::AlreadyRegistered);
+            }
+        }
+        return Err(CustomerError::EmailTaken);
+    }
     let outcome = match same_source.as_slice() {
         [] => {
             let elsewhere = owners(&mut tx, org, None, &main.identifiers).await?;
