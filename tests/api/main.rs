@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod customers_v1;
 mod envelopes;
 mod idempotency;
 mod migrations;
