@@ -43,6 +43,12 @@ pub enum Code {
     CustomerNotFound,
     NoImageGiven,
     ImageSizeOutOfBounds,
+    CustomerNotFoundByMobileEmailExternalId,
+    NoIdentifierGiven,
+    NewEmailExists,
+    NewExternalIdExists,
+    NewMobileExists,
+    OldValueInvalid,
 }
 
 /// One row of the error table.
@@ -55,7 +61,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 31] = [
+    pub const ALL: [Code; 37] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -87,6 +93,12 @@ impl Code {
         Code::CustomerNotFound,
         Code::NoImageGiven,
         Code::ImageSizeOutOfBounds,
+        Code::CustomerNotFoundByMobileEmailExternalId,
+        Code::NoIdentifierGiven,
+        Code::NewEmailExists,
+        Code::NewExternalIdExists,
+        Code::NewMobileExists,
+        Code::OldValueInvalid,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -174,6 +186,21 @@ impl Code {
             Code::ImageSizeOutOfBounds => {
                 (8083, 400, "ImageSizeOutOfBounds", "Uploaded image size is out of bounds")
             }
+            Code::CustomerNotFoundByMobileEmailExternalId => (
+                1012,
+                404,
+                "CustomerNotFoundByMobileEmailExternalId",
+                "Customer not found for the mobile, email or external id",
+            ),
+            Code::NoIdentifierGiven => {
+                (1015, 400, "NoIdentifierGiven", "No customer identifier provided")
+            }
+            Code::NewEmailExists => (9002, 400, "NewEmailExists", "New email already exists"),
+            Code::NewExternalIdExists => {
+                (9003, 400, "NewExternalIdExists", "New external id already exists")
+            }
+            Code::NewMobileExists => (9005, 400, "NewMobileExists", "New mobile already exists"),
+            Code::OldValueInvalid => (9012, 400, "OldValueInvalid", "Old value is invalid"),
         };
         CodeInfo { code, http, name, message }
     }

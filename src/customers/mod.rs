@@ -2,9 +2,12 @@
 //! v1.1 APIs.
 
 pub mod model;
+pub mod routes_subscriptions;
+pub mod routes_v1;
 pub mod routes_v2;
 pub mod service;
 pub mod store;
+pub mod subscriptions;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -22,6 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/v2/customers/{id}", get(routes_v2::get).put(routes_v2::update))
         .route("/v2/customers/{id}/statusLog", get(routes_v2::status_log))
         .route("/v2/customers/{id}/changeIdentifier", post(routes_v2::change_identifier))
+        .merge(routes_v1::router())
+        .merge(routes_subscriptions::router())
 }
 
 #[derive(OpenApi)]

@@ -75,25 +75,46 @@ pub async fn add_customer(
     principal: &Principal,
     input: &CustomerInput,
 ) -> Result<AddOutcome, CustomerError> {
+    register(db, principal, input, OnExisting::Update).await
+}
+
+/// What a registration does when its identifiers already name a customer in the same source
+/// account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnExisting {
+    /// Update that customer's attributes and warn (v2 add).
+    Update,
+    /// Refuse: 1014 already registered, or 1016 when only the email is another's (v1.1 add).
+    Reject,
+}
+
+/// How often a registration that lost a race on an identifier is run again.
+const ADD_ATTEMPTS_MAX: u32 = 3;
+
+/// Registers a customer; see [`add_customer`] and [`OnExisting`].
+pub async fn register(
+    db: &Db,
+    principal: &Principal,
+    input: &CustomerInput,
+    on_existing: OnExisting,
+) -> Result<AddOutcome, CustomerError> {
     // Two registrations of the same new identifier can race on PostgreSQL: the loser's insert
-    // breaks the unique index. Running it again then finds the winner's customer and updates it.
+    // breaks the unique index. Running it again then finds the winner's customer.
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match try_add_customer(db, principal, input).await {
+        match try_register(db, principal, input, on_existing).await {
             Err(CustomerError::Db(e)) if e.is_unique_violation() && attempt < ADD_ATTEMPTS_MAX => {}
             other => return other,
         }
     }
 }
 
-/// How often a registration that lost a race on an identifier is run again.
-const ADD_ATTEMPTS_MAX: u32 = 3;
-
-async fn try_add_customer(
+async fn try_register(
     db: &Db,
     principal: &Principal,
     input: &CustomerInput,
+    on_existing: OnExisting,
 ) -> Result<AddOutcome, CustomerError> {
     let Some(main) = input.profiles.first() else {
         return Err(CustomerError::Invalid("profiles must contain at least one profile".into()));
@@ -111,6 +132,9 @@ async fn try_add_customer(
     let org = principal.org;
     let mut tx = db.begin_write().await?;
     let same_source = owners(&mut tx, org, Some(&main.account), &main.identifiers).await?;
+    if on_existing == OnExisting::Reject && !same_source.is_empty() {
+        return Err(rejection(&mut tx, org, main).await?);
+    }
     let outcome = match same_source.as_slice() {
         [] => {
             let elsewhere = owners(&mut tx, org, None, &main.identifiers).await?;
@@ -119,6 +143,9 @@ async fn try_add_customer(
                 // On PostgreSQL a concurrent registration may commit between the two lookups;
                 // then the holder already has this source account and is simply updated.
                 [owner] if has_account(&mut tx, org, *owner, &main.account).await? => {
+                    if on_existing == OnExisting::Reject {
+                        return Err(rejection(&mut tx, org, main).await?);
+                    }
                     update_existing(&mut tx, principal, *owner, input).await?
                 }
                 [owner] => {
@@ -133,6 +160,21 @@ async fn try_add_customer(
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Why a v1.1 registration of a known customer is refused: 1014 when a mobile or external id is
+/// taken, 1016 when only the email is.
+async fn rejection(
+    tx: &mut Tx,
+    org: OrgId,
+    main: &super::model::ProfileInput,
+) -> Result<CustomerError, CustomerError> {
+    for identifier in main.identifiers.iter().filter(|i| i.kind != IdentifierType::Email) {
+        if store::find_owner(tx, org, Some(&main.account), identifier).await?.is_some() {
+            return Ok(CustomerError::AlreadyRegistered);
+        }
+    }
+    Ok(CustomerError::EmailTaken)
 }
 
 /// Updates the customer that already holds the registration's main source account.

@@ -158,6 +158,23 @@ impl V1Reply {
     }
 }
 
+impl V1Reply {
+    /// A single-entity answer that carries its own `item_status` (v1.1 reads of one customer):
+    /// `{"response": {"status": ..., <key>: item}}`, request code 200 when the item succeeded and
+    /// 500 when it failed, mirrored in the HTTP status.
+    pub fn single(key: &str, item: Value) -> V1Reply {
+        let mut reply = V1Reply::batch(key, key, vec![item]);
+        if let Some(response) = reply.body.get_mut("response")
+            && let Some(wrapped) = response.get_mut(key)
+            && let Some(item) = wrapped.get_mut(key).and_then(|list| list.get_mut(0))
+        {
+            let item = item.take();
+            *wrapped = item;
+        }
+        reply
+    }
+}
+
 impl IntoResponse for V1Reply {
     fn into_response(self) -> Response {
         let mut response = self.status.into_response();

@@ -102,5 +102,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::auth::ApiDoc::openapi());
     doc.merge(crate::org::ApiDoc::openapi());
     doc.merge(crate::customers::ApiDoc::openapi());
+    doc.merge(crate::customers::routes_v1::ApiDoc::openapi());
+    doc.merge(crate::customers::routes_subscriptions::ApiDoc::openapi());
     doc
 }

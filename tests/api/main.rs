@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod customers;
+mod customers_v1;
 mod envelopes;
 mod idempotency;
 mod migrations;
