@@ -272,6 +272,11 @@ impl std::fmt::Display for ApiError {
 
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
+        // A full pool is load, not a fault: the client may retry (503, logged as a warning).
+        if matches!(e, crate::db::DbError::Sqlx(sqlx::Error::PoolTimedOut)) {
+            tracing::warn!("database pool exhausted");
+            return ApiError::with_message(Code::Unavailable, "Database busy, retry later");
+        }
         ApiError::internal(&e)
     }
 }

@@ -46,6 +46,10 @@ pub enum CustomerError {
 
 impl From<CustomerError> for ApiError {
     fn from(e: CustomerError) -> Self {
+        let e = match e {
+            CustomerError::Db(db) => return ApiError::from(db),
+            other => other,
+        };
         let code = match &e {
             CustomerError::InvalidMobile(_) => Code::InvalidMobile,
             CustomerError::InvalidEmail(_) => Code::InvalidEmail,
@@ -60,7 +64,7 @@ impl From<CustomerError> for ApiError {
             CustomerError::InvalidSource(_) => Code::InvalidSource,
             CustomerError::InvalidLookupIdentifier(_) => Code::InvalidLookupIdentifier,
             CustomerError::NotFound => Code::CustomerNotFound,
-            CustomerError::Db(db) => return ApiError::internal(db),
+            CustomerError::Db(_) => Code::Internal,
         };
         ApiError::with_message(code, e.to_string())
     }

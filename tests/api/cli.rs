@@ -97,12 +97,29 @@ fn migrate_and_org_create_work_on_postgres() {
         eprintln!("SKIPPED: PostgreSQL variant (PERKS_TEST_POSTGRES_URL is unset)");
         return;
     };
-    // The CLI talks to the shared test database; org ids differ per run, so this is repeatable.
+    // A database of its own, so the CLI migrates a clean schema whatever the shared one holds.
+    let name = format!("perks_cli_{}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let admin = |sql: String| {
+        let server = server.clone();
+        runtime.block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+            sqlx::query(&sql).execute(&mut conn).await.unwrap();
+            conn.close().await.ok();
+        })
+    };
+    admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    admin(format!("CREATE DATABASE {name}"));
+    let url = crate::helpers::with_database(&server, &name);
+    let migrate = perks().args(["--database-url", &url, "migrate"]).output().unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
     let output = perks()
-        .args(["--database-url", &server, "org", "create", "--name", "Pg Cli", "--json"])
+        .args(["--database-url", &url, "org", "create", "--name", "Pg Cli", "--json"])
         .output()
         .unwrap();
+    admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert!(json["orgId"].as_i64().unwrap() > 0);
+    assert_eq!(json["orgId"], 1, "the first org of a fresh database");
 }

@@ -50,7 +50,7 @@ pub fn postgres_url() -> Option<String> {
 }
 
 /// The same server URL with another database name (`postgres://user@host:port/DB?query`).
-fn with_database(url: &str, database: &str) -> String {
+pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let authority_start = base.find("://").map_or(0, |i| i + 3);
     let server = match base[authority_start..].find('/') {
@@ -178,7 +178,7 @@ impl TestApp {
                 assert!(created);
                 admin.close().await.ok();
                 settings.database_url = DatabaseUrl(with_database(&server, &name));
-                settings.postgres.max_connections = 4;
+                settings.postgres.max_connections = 8;
                 (None, Some((server, name)))
             }
         };
