@@ -10,6 +10,7 @@
 //! - [`db`]: the `Db` enum over SQLite and PostgreSQL, transactions, the dispatch helper, migrations.
 //! - [`auth`]: principals, access groups, Basic/OAuth/admin-token authentication, the token endpoint.
 //! - [`org`]: orgs, concepts, zones, stores and tills, and their v1.1/v2 APIs.
+//! - [`fields`]: org configs, custom fields and their values, extended fields, and their validation.
 //! - [`audit`]: the audit record every write leaves in its own transaction.
 //! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fields;
 pub mod http;
 pub mod idempotency;
 pub mod jobs;

@@ -25,6 +25,7 @@ use crate::error::{ApiError, Code};
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .merge(crate::org::router())
+        .merge(crate::fields::router())
         .route_layer(from_fn(envelope::render_envelopes))
         .route_layer(from_fn_with_state(state.clone(), crate::idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), ratelimit::limit_rate))

@@ -101,5 +101,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = BaseDoc::openapi();
     doc.merge(crate::auth::ApiDoc::openapi());
     doc.merge(crate::org::ApiDoc::openapi());
+    doc.merge(crate::fields::ApiDoc::openapi());
     doc
 }
