@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod envelopes;
+mod fields;
 mod idempotency;
 mod migrations;
 mod ops;
