@@ -154,7 +154,7 @@ pub async fn v2_set_configs(
     for (index, item) in items.into_iter().enumerate() {
         let where_ = if single { String::new() } else { format!("[{index}] ") };
         let parsed = serde_json::from_value::<ConfigItem>(item)
-            .map_err(|e| ApiError::invalid(format!("{where_}{e}")))
+            .map_err(|e| ApiError::invalid(e.to_string()))
             .and_then(ConfigItem::parse)
             .map_err(|e| ApiError::invalid(format!("{where_}{}", e.message)))?;
         configs.push(parsed);

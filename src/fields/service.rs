@@ -62,7 +62,8 @@ impl From<FieldError> for ApiError {
     }
 }
 
-/// Why a configs or fields write was refused.
+/// Why a configs or fields request was refused (a write, or a read of an entity that is not
+/// the org's); [`FieldError`] is the refusal of one value.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("{0}")]
@@ -256,7 +257,7 @@ fn value_state(value: &CustomFieldValue) -> Value {
 /// Sets the value of a custom field of `scope` for one entity, after checking that the field
 /// exists in that scope and that the value fits its data type and regex. A field that is not
 /// updatable keeps its first value.
-#[tracing::instrument(skip_all, fields(org = org.0, scope = scope.as_str(), entity_id))]
+#[tracing::instrument(skip_all, fields(org = org.0, scope = scope.as_str(), entity_id = entity_id))]
 pub async fn tag_custom_field(
     db: &Db,
     org: OrgId,
@@ -473,7 +474,7 @@ pub async fn extended_fields(
 /// `YYYY-MM-DD HH:MM:SS` (without offset) or RFC 3339, STANDARD_ENUM → the allowed value's own
 /// spelling, BOOLEAN → `true`/`false`, STRING → text. `null` (and `""` for non-text types)
 /// stays `null`: no value. An entity type Perks does not know has no fields enabled.
-#[tracing::instrument(skip_all, fields(org = org.0, entity_type))]
+#[tracing::instrument(skip_all, fields(org = org.0, entity_type = %entity_type))]
 pub async fn validate_extended_fields(
     c: &mut impl Connection,
     org: OrgId,
@@ -511,7 +512,7 @@ pub async fn validate_extended_fields(
 /// must fit its data type and regex. Answers every value as text (Integer and Boolean in
 /// canonical form; `null` and `""` are the empty text, which no regex is checked against). A scope
 /// Perks does not know has no fields.
-#[tracing::instrument(skip_all, fields(org = org.0, scope))]
+#[tracing::instrument(skip_all, fields(org = org.0, scope = %scope))]
 pub async fn validate_custom_fields(
     c: &mut impl Connection,
     org: OrgId,

@@ -243,6 +243,10 @@ async fn configs_reject_bad_input(backend: Backend) {
         assert_v2_error(&response, 400, 400);
         assert!(!response.json()["errors"][0]["message"].as_str().unwrap().is_empty(), "{body}");
     }
+    // A list names the refused item.
+    let second = post(json!([{"keyName": "CONF_A", "value": "1"}, {"value": "2"}])).await;
+    let message = second.json()["errors"][0]["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("[1] ") && message.contains("keyName"), "{message}");
     let list: Vec<Value> =
         (0..101).map(|i| json!({"keyName": format!("CONF_{i}"), "value": "1"})).collect();
     assert_v2_error(&post(Value::Array(list)).await, 400, 1060);
@@ -729,6 +733,23 @@ async fn org_sources_list_the_v2_sources(backend: Backend) {
         ]
     );
     assert_eq!(sources[0], json!({"source": "INSTORE", "accountIds": []}));
+
+    // Every fields endpoint is in the OpenAPI document.
+    let doc = app.get("/openapi.json", "").await.json();
+    for path in [
+        "/v1.1/organization/configs",
+        "/v1.1/organization/customfields",
+        "/v2/organization/configs",
+        "/v2/organization/sources",
+        "/v2/customFields",
+        "/v2/customField/tag",
+        "/v2/orgEntity/customFields",
+        "/v2/extendedFields",
+        "/v2/extendedFields/config",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
+    }
+    assert!(doc["paths"]["/v2/organization/configs"].get("post").is_some());
 }
 
 async fn non_admin_tills_cannot_write(backend: Backend) {
