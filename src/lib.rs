@@ -12,6 +12,7 @@
 //! - [`org`]: orgs, concepts, zones, stores and tills, and their v1.1/v2 APIs.
 //! - [`customers`]: customers, profiles per source, identifiers, status, and their APIs.
 //! - [`events`]: the domain-event outbox every state change writes to.
+//! - [`fields`]: org configs, custom fields and their values, extended fields, and their validation.
 //! - [`audit`]: the audit record every write leaves in its own transaction.
 //! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
@@ -26,6 +27,7 @@ pub mod customers;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod fields;
 pub mod http;
 pub mod idempotency;
 pub mod jobs;

@@ -1,5 +1,5 @@
 //! The two response envelopes, each built in one place: v1.1 (`response.status`, JSON or XML)
-//! and v2 (`data`/`createdId`, `warnings`, `errors`, `pagination`).
+//! and v2 (`data`/`createdId`/`entity`, `warnings`, `errors`, `pagination`).
 //!
 //! [`render_envelopes`] is the outermost layer of the API. It learns the request's flavour
 //! before the handler runs, then renders whatever came back: an [`ApiError`] becomes the
@@ -264,6 +264,13 @@ pub fn v2_list(data: impl Serialize, limit: i64, offset: i64, total: i64) -> Res
 /// v2 create envelope: `{"createdId": id, "warnings": []}`.
 pub fn v2_created(id: i64) -> Response {
     axum::Json(json!({"createdId": id, "warnings": []})).into_response()
+}
+
+/// v2 entity envelope (the Intouch-style APIs: custom and extended fields, org configs):
+/// `{"entity": ..., "warnings": [], "errors": [], "success": true}`.
+pub fn v2_entity(entity: Value) -> Response {
+    axum::Json(json!({"entity": entity, "warnings": [], "errors": [], "success": true}))
+        .into_response()
 }
 
 #[cfg(test)]

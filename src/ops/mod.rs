@@ -104,5 +104,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::customers::ApiDoc::openapi());
     doc.merge(crate::customers::routes_v1::ApiDoc::openapi());
     doc.merge(crate::customers::routes_subscriptions::ApiDoc::openapi());
+    doc.merge(crate::fields::ApiDoc::openapi());
     doc
 }

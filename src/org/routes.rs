@@ -274,8 +274,12 @@ pub async fn v1_org_entities(
                 "scope must be STORE_CUSTOM_FIELDS, ZONE_CUSTOM_FIELDS or TILL_CUSTOM_FIELDS",
             ));
         }
-        // Custom field definitions arrive with the custom-fields module; none exist yet.
-        return V1Reply::ok("organization", json!({"custom_fields": {"field": []}}));
+        let scope = crate::fields::model::CustomFieldScope::parse("scope", scope)?;
+        let fields =
+            crate::fields::service::custom_fields(&state.db, principal.org, Some(scope)).await?;
+        let list: Vec<Value> =
+            fields.iter().map(crate::fields::routes::v1_custom_field_json).collect();
+        return V1Reply::ok("organization", json!({"custom_fields": {"field": list}}));
     }
     let ids = match q.id.as_deref() {
         Some(list) if !list.trim().is_empty() => list
@@ -1066,8 +1070,11 @@ pub async fn v2_hierarchy(
     out["childOrganizations"] = Value::Array(view.children.iter().map(org_json).collect());
     out["siblingOrganizations"] = Value::Array(view.siblings.iter().map(org_json).collect());
     if fetch_custom_fields {
-        // Org-level custom fields arrive with the custom-fields module; none exist yet.
-        out["customFields"] = json!([]);
+        let values =
+            crate::fields::service::org_custom_field_values(&state.db, principal.org).await?;
+        out["customFields"] = Value::Array(
+            values.iter().map(|v| json!({"name": v.name, "value": v.value})).collect(),
+        );
     }
     out["warnings"] = json!([]);
     Ok(axum::Json(out).into_response())

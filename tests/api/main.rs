@@ -8,6 +8,7 @@ mod cli;
 mod customers;
 mod customers_v1;
 mod envelopes;
+mod fields;
 mod idempotency;
 mod migrations;
 mod ops;
