@@ -11,6 +11,7 @@
 //! - [`auth`]: principals, access groups, Basic/OAuth/admin-token authentication, the token endpoint.
 //! - [`org`]: orgs, concepts, zones, stores and tills, and their v1.1/v2 APIs.
 //! - [`customers`]: customers, profiles per source, identifiers, status, and their APIs.
+//! - [`labels`]: customer labels: the org's catalogue, tagging customers, search by label.
 //! - [`events`]: the domain-event outbox every state change writes to.
 //! - [`audit`]: the audit record every write leaves in its own transaction.
 //! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
@@ -29,5 +30,6 @@ pub mod events;
 pub mod http;
 pub mod idempotency;
 pub mod jobs;
+pub mod labels;
 pub mod ops;
 pub mod org;

@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .merge(crate::org::router())
         .merge(crate::customers::router())
+        .merge(crate::labels::router())
         .route_layer(from_fn(envelope::render_envelopes))
         .route_layer(from_fn_with_state(state.clone(), crate::idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), ratelimit::limit_rate))

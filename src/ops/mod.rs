@@ -102,5 +102,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::auth::ApiDoc::openapi());
     doc.merge(crate::org::ApiDoc::openapi());
     doc.merge(crate::customers::ApiDoc::openapi());
+    doc.merge(crate::labels::ApiDoc::openapi());
     doc
 }

@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod envelopes;
 mod idempotency;
+mod labels;
 mod migrations;
 mod ops;
 mod org;
