@@ -323,9 +323,8 @@ pub async fn delete_identifier(
     account: &SourceAccount,
     identifier: &Identifier,
 ) -> Result<bool, DbError> {
-    let removed =
-        dispatch!(c, |e| {
-            sqlx::query(
+    let removed = dispatch!(c, |e| {
+        sqlx::query(
         "DELETE FROM customer_identifiers WHERE org_id = $1 AND customer_id = $2 AND source = $3 \
          AND account_id = $4 AND type = $5 AND value = $6"
     )
@@ -338,7 +337,7 @@ pub async fn delete_identifier(
     .execute(e)
     .await
     .map(|r| r.rows_affected())
-        })?;
+    })?;
     Ok(removed > 0)
 }
 
