@@ -1,6 +1,7 @@
 //! Customers: profiles per source account, identifiers, loyalty type, status, and their v2 and
 //! v1.1 APIs.
 
+pub mod images;
 pub mod model;
 pub mod routes_v2;
 pub mod service;
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/v2/customers/{id}", get(routes_v2::get).put(routes_v2::update))
         .route("/v2/customers/{id}/statusLog", get(routes_v2::status_log))
         .route("/v2/customers/{id}/changeIdentifier", post(routes_v2::change_identifier))
+        .merge(images::router())
 }
 
 #[derive(OpenApi)]

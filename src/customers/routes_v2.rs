@@ -400,7 +400,7 @@ pub struct LookupQuery {
 
 impl LookupQuery {
     /// Resolves the customer; several comma-separated identifiers must name the same one.
-    async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         conn: &mut impl Connection,
         org: OrgId,

@@ -102,6 +102,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::auth::ApiDoc::openapi());
     doc.merge(crate::org::ApiDoc::openapi());
     doc.merge(crate::customers::ApiDoc::openapi());
+    doc.merge(crate::customers::images::ApiDoc::openapi());
     doc.merge(crate::labels::ApiDoc::openapi());
     doc
 }

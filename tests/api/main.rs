@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod envelopes;
 mod idempotency;
+mod images;
 mod labels;
 mod migrations;
 mod ops;
