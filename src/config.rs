@@ -20,6 +20,9 @@ pub struct Settings {
     pub demo: bool,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
+    /// Largest accepted customer image (`setImage`), in bytes; the upload route accepts five
+    /// such files whatever `body_limit_bytes` says. The Capillary API allows up to 49 MB.
+    pub customer_image_max_bytes: usize,
     pub sqlite: SqliteSettings,
     pub postgres: PostgresSettings,
     pub auth: AuthSettings,
@@ -34,6 +37,7 @@ impl Default for Settings {
             database_url: DatabaseUrl("sqlite://perks.db".into()),
             demo: true,
             body_limit_bytes: 1024 * 1024,
+            customer_image_max_bytes: 5 * 1024 * 1024,
             sqlite: SqliteSettings::default(),
             postgres: PostgresSettings::default(),
             auth: AuthSettings::default(),

@@ -10,7 +10,8 @@
 //! - [`db`]: the `Db` enum over SQLite and PostgreSQL, transactions, the dispatch helper, migrations.
 //! - [`auth`]: principals, access groups, Basic/OAuth/admin-token authentication, the token endpoint.
 //! - [`org`]: orgs, concepts, zones, stores and tills, and their v1.1/v2 APIs.
-//! - [`customers`]: customers, profiles per source, identifiers, status, and their APIs.
+//! - [`customers`]: customers, profiles per source, identifiers, status, images, and their APIs.
+//! - [`labels`]: customer labels: the org's catalogue, tagging customers, search by label.
 //! - [`events`]: the domain-event outbox every state change writes to.
 //! - [`fields`]: org configs, custom fields and their values, extended fields, and their validation.
 //! - [`audit`]: the audit record every write leaves in its own transaction.
@@ -31,5 +32,6 @@ pub mod fields;
 pub mod http;
 pub mod idempotency;
 pub mod jobs;
+pub mod labels;
 pub mod ops;
 pub mod org;

@@ -1,6 +1,7 @@
 //! Customers: profiles per source account, identifiers, loyalty type, status, and their v2 and
 //! v1.1 APIs.
 
+pub mod images;
 pub mod model;
 pub mod routes_subscriptions;
 pub mod routes_v1;
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/v2/customers/{id}/changeIdentifier", post(routes_v2::change_identifier))
         .merge(routes_v1::router())
         .merge(routes_subscriptions::router())
+        .merge(images::router())
 }
 
 #[derive(OpenApi)]

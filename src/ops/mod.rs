@@ -105,5 +105,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::customers::routes_v1::ApiDoc::openapi());
     doc.merge(crate::customers::routes_subscriptions::ApiDoc::openapi());
     doc.merge(crate::fields::ApiDoc::openapi());
+    doc.merge(crate::customers::images::ApiDoc::openapi());
+    doc.merge(crate::labels::ApiDoc::openapi());
     doc
 }

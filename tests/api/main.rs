@@ -10,6 +10,8 @@ mod customers_v1;
 mod envelopes;
 mod fields;
 mod idempotency;
+mod images;
+mod labels;
 mod migrations;
 mod ops;
 mod org;
