@@ -98,10 +98,23 @@ async fn template(server_url: &str) -> String {
                 let db = perks::db::Db::connect(&settings).await.unwrap();
                 perks::db::migrate(&db).await.unwrap();
                 db.close().await;
-                sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}"))
-                    .execute(&mut admin)
-                    .await
-                    .unwrap();
+                // The closed pool's server sessions end asynchronously: wait for them to go.
+                let rename = format!("ALTER DATABASE {building} RENAME TO {name}");
+                let terminate = format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = '{building}' AND pid <> pg_backend_pid()"
+                );
+                for attempt in 0..100 {
+                    let _ = sqlx::query(&terminate).execute(&mut admin).await;
+                    match sqlx::query(&rename).execute(&mut admin).await {
+                        Ok(_) => break,
+                        Err(e) if attempt < 99 => {
+                            let _ = e;
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("cannot publish the template database: {e}"),
+                    }
+                }
             }
             sqlx::query("SELECT pg_advisory_unlock(727274)").execute(&mut admin).await.unwrap();
             admin.close().await.ok();
