@@ -41,6 +41,8 @@ pub enum CustomerError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
+    Field(#[from] crate::fields::service::FieldError),
+    #[error(transparent)]
     Db(#[from] crate::db::DbError),
 }
 
@@ -48,6 +50,7 @@ impl From<CustomerError> for ApiError {
     fn from(e: CustomerError) -> Self {
         let e = match e {
             CustomerError::Db(db) => return ApiError::from(db),
+            CustomerError::Field(field) => return ApiError::from(field),
             other => other,
         };
         let code = match &e {
@@ -64,7 +67,7 @@ impl From<CustomerError> for ApiError {
             CustomerError::InvalidSource(_) => Code::InvalidSource,
             CustomerError::InvalidLookupIdentifier(_) => Code::InvalidLookupIdentifier,
             CustomerError::NotFound => Code::CustomerNotFound,
-            CustomerError::Db(_) => Code::Internal,
+            CustomerError::Db(_) | CustomerError::Field(_) => Code::Internal,
         };
         ApiError::with_message(code, e.to_string())
     }

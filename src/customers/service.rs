@@ -15,6 +15,7 @@ use crate::audit::{self, AuditActor, Change};
 use crate::auth::Principal;
 use crate::db::{Connection, Db, Tx, now_millis};
 use crate::events::{self, NewEvent};
+use crate::fields;
 use crate::org::model::OrgId;
 
 /// A non-fatal note about a successful write (v2 `warnings[]`).
@@ -105,6 +106,10 @@ pub async fn register(
         attempt += 1;
         match try_register(db, principal, input, on_existing).await {
             Err(CustomerError::Db(e)) if e.is_unique_violation() && attempt < ADD_ATTEMPTS_MAX => {}
+            // A racing registration can also commit between our lookups and our own profile
+            // checks; a rerun sees it and takes the update path (or fails the same way again).
+            Err(CustomerError::IdentifierTaken(_) | CustomerError::EmailTaken)
+                if attempt < ADD_ATTEMPTS_MAX => {}
             other => return other,
         }
     }
@@ -116,9 +121,9 @@ async fn try_register(
     input: &CustomerInput,
     on_existing: OnExisting,
 ) -> Result<AddOutcome, CustomerError> {
-    let Some(main) = input.profiles.first() else {
+    if input.profiles.is_empty() {
         return Err(CustomerError::Invalid("profiles must contain at least one profile".into()));
-    };
+    }
     if !input.profiles.iter().flat_map(|p| &p.identifiers).any(|i| i.kind.is_primary_kind()) {
         return Err(CustomerError::NoPrimaryIdentifier);
     }
@@ -131,6 +136,9 @@ async fn try_register(
     }
     let org = principal.org;
     let mut tx = db.begin_write().await?;
+    let validated = validate_fields(&mut tx, org, input).await?;
+    let input = &validated;
+    let main = &input.profiles[0];
     let same_source = owners(&mut tx, org, Some(&main.account), &main.identifiers).await?;
     if on_existing == OnExisting::Reject && !same_source.is_empty() {
         return Err(rejection(&mut tx, org, main).await?);
@@ -160,6 +168,28 @@ async fn try_register(
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Custom fields of registrations and profile updates belong to this scope.
+pub const PROFILE_FIELD_SCOPE: &str = "LOYALTY_REGISTRATION";
+
+/// Checks extended fields against the org's enabled customer fields and profile fields against
+/// its registration custom fields, and returns the input with their values normalised.
+async fn validate_fields(
+    c: &mut impl Connection,
+    org: OrgId,
+    input: &CustomerInput,
+) -> Result<CustomerInput, CustomerError> {
+    let mut checked = input.clone();
+    checked.extended_fields =
+        fields::service::validate_extended_fields(c, org, "customer", &input.extended_fields)
+            .await?;
+    for profile in &mut checked.profiles {
+        profile.fields =
+            fields::service::validate_custom_fields(c, org, PROFILE_FIELD_SCOPE, &profile.fields)
+                .await?;
+    }
+    Ok(checked)
 }
 
 /// Why a v1.1 registration of a known customer is refused: 1014 when a mobile or external id is
@@ -394,7 +424,25 @@ pub async fn update_customer(
     if store::get_customer(&mut tx, principal.org, customer).await?.is_none() {
         return Err(CustomerError::NotFound);
     }
-    apply_update(&mut tx, principal, customer, account, update).await?;
+    let mut update = update.clone();
+    if let Some(values) = &update.extended_fields {
+        update.extended_fields = Some(
+            fields::service::validate_extended_fields(&mut tx, principal.org, "customer", values)
+                .await?,
+        );
+    }
+    if let Some(values) = &update.fields {
+        update.fields = Some(
+            fields::service::validate_custom_fields(
+                &mut tx,
+                principal.org,
+                PROFILE_FIELD_SCOPE,
+                values,
+            )
+            .await?,
+        );
+    }
+    apply_update(&mut tx, principal, customer, account, &update).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -24,6 +24,13 @@ backend_tests!(
     another_orgs_customer_is_not_found,
 );
 
+/// An app whose org uses the extended field `gender` and the custom fields `colour` and `size`.
+async fn setup(backend: Backend) -> Option<TestApp> {
+    let app = TestApp::new(backend).await?;
+    app.enable_fields(&["gender"], &["colour", "size"]).await;
+    Some(app)
+}
+
 // ---------------------------------------------------------------- helpers
 
 async fn post_xml(app: &TestApp, uri: &str, auth: &str, xml: &str) -> TestResponse {
@@ -86,14 +93,14 @@ async fn get(app: &TestApp, query: &str) -> (TestResponse, Vec<Value>) {
 // ---------------------------------------------------------------- add
 
 async fn add_registers_customers_in_json_and_xml(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     let added = add(
         &app,
         json!([
             {"mobile": "919845012345", "email": "Ana@Example.com", "firstname": "Ana",
              "lastname": "Silva", "registered_on": "2024-01-02 10:11:12", "type": "LOYALTY",
              "custom_fields": {"field": [{"name": "colour", "value": "blue"}]},
-             "extended_fields": {"field": [{"name": "gender", "value": "F"}]},
+             "extended_fields": {"field": [{"name": "gender", "value": "Female"}]},
              "commChannels": [{"type": "mobile", "value": "919845012345", "primary": "true"}]},
             {"external_id": "EXT-1", "firstname": "Bo"}
         ]),
@@ -114,7 +121,7 @@ async fn add_registers_customers_in_json_and_xml(backend: Backend) {
     assert_eq!(c["type"], "LOYALTY");
     assert_eq!(c["registered_on"], "2024-01-02 10:11:12");
     assert_eq!(c["custom_fields"], json!({"field": [{"name": "colour", "value": "blue"}]}));
-    assert_eq!(c["extended_fields"], json!({"field": [{"name": "gender", "value": "F"}]}));
+    assert_eq!(c["extended_fields"], json!({"field": [{"name": "gender", "value": "Female"}]}));
     assert_eq!(c["loyalty_points"], 0);
     assert_eq!(c["transactions"], json!({"transaction": []}));
     assert_eq!(c["coupons"], json!({"coupon": []}));
@@ -159,7 +166,7 @@ async fn add_registers_customers_in_json_and_xml(backend: Backend) {
 }
 
 async fn add_partial_batch_writes_only_good_items(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     add_one(&app, json!({"mobile": "919811111111", "email": "taken@example.com"})).await;
     let body = json!({"root": {"customer": [
         {"mobile": "919822222222", "firstname": "Good"},
@@ -199,7 +206,7 @@ async fn add_partial_batch_writes_only_good_items(backend: Backend) {
 }
 
 async fn add_rejects_empty_and_oversized_batches(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     let many: Vec<Value> = (0..101).map(|i| json!({"mobile": format!("9198000{i:05}")})).collect();
     let response = app
         .post_json("/v1.1/customer/add", &app.basic(), &json!({"root": {"customer": many}}))
@@ -220,7 +227,7 @@ async fn add_rejects_empty_and_oversized_batches(backend: Backend) {
 // ---------------------------------------------------------------- update
 
 async fn update_changes_names_type_and_fields(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     let id = add_one(&app, json!({"mobile": "919812345678", "type": "NON_LOYALTY"})).await;
     let body = json!({"root": {"customer": [
         {"mobile": "919812345678", "firstname": "Rui", "lastname": "Costa", "type": "LOYALTY",
@@ -258,7 +265,7 @@ async fn update_changes_names_type_and_fields(backend: Backend) {
 // ---------------------------------------------------------------- get and search
 
 async fn get_answers_one_item_per_value(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     add(
         &app,
         json!([{"mobile": "919810000001", "email": "a@example.com", "external_id": "E1"},
@@ -305,7 +312,7 @@ async fn get_answers_one_item_per_value(backend: Backend) {
 }
 
 async fn search_finds_customers_by_prefix(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     add(
         &app,
         json!([{"mobile": "919820000001", "firstname": "Maria", "lastname": "Lopes"},
@@ -333,7 +340,7 @@ async fn search_finds_customers_by_prefix(backend: Backend) {
 // ---------------------------------------------------------------- update_identity
 
 async fn update_identity_changes_an_identifier(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     let id = add_one(&app, json!({"mobile": "919830000001", "email": "one@example.com"})).await;
     add_one(
         &app,
@@ -375,7 +382,7 @@ async fn update_identity_changes_an_identifier(backend: Backend) {
 // ---------------------------------------------------------------- notes and preferences
 
 async fn notes_are_added_updated_and_listed(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     let id = add_one(&app, json!({"mobile": "919840000001"})).await;
     let body = json!({"root": {"customer": [
         {"mobile": "919840000001", "notes": {"note": [
@@ -418,7 +425,7 @@ async fn notes_are_added_updated_and_listed(backend: Backend) {
 }
 
 async fn preferences_are_merged_and_read(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     add_one(&app, json!({"mobile": "919850000001"})).await;
     let body = json!({"root": {"customer": [
         {"mobile": "919850000001", "custom_fields": {"field": [
@@ -444,7 +451,7 @@ async fn preferences_are_merged_and_read(backend: Backend) {
 // ---------------------------------------------------------------- subscriptions
 
 async fn v1_subscriptions_are_set_and_read(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     let id = add_one(&app, json!({"mobile": "919860000001", "email": "s@example.com"})).await;
     let body = json!({"root": {"subscription": [
         {"mobile": "919860000001", "priority": "BULK", "scope": "all", "channel": "SMS", "type": "OPTOUT"},
@@ -486,7 +493,7 @@ async fn v1_subscriptions_are_set_and_read(backend: Backend) {
 }
 
 async fn interaction_lists_nothing_yet(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     add_one(&app, json!({"mobile": "919870000001"})).await;
     let response = app
         .get("/v1.1/customer/interaction?mobile=919870000001&type=email&limit=5", &app.basic())
@@ -506,7 +513,7 @@ async fn interaction_lists_nothing_yet(backend: Backend) {
 }
 
 async fn v2_subscriptions_by_id_and_lookup(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     let auth = app.basic();
     let id = add_one(&app, json!({"mobile": "919880000001"})).await;
     let body = json!({"reason": "asked at till", "subscriptions": [
@@ -607,7 +614,7 @@ async fn v2_subscriptions_by_id_and_lookup(backend: Backend) {
 // ---------------------------------------------------------------- isolation
 
 async fn another_orgs_customer_is_not_found(backend: Backend) {
-    let Some(app) = TestApp::new(backend).await else { return };
+    let Some(app) = setup(backend).await else { return };
     let id = add_one(&app, json!({"mobile": "919890000001", "email": "mine@example.com"})).await;
     let other = app.another_org("Other").await;
     let auth = basic_header(&other.till.username, &other.till.password);

@@ -253,6 +253,23 @@ impl TestApp {
         .await
     }
 
+    /// Enables extended customer fields of the standard catalogue and defines registration custom
+    /// fields (String), as an org admin would before using them.
+    pub async fn enable_fields(&self, extended: &[&str], custom: &[&str]) {
+        for name in extended {
+            let body = serde_json::json!({"name": name, "entityType": "customer"});
+            self.post_json("/v2/extendedFields", &self.admin(), &body).await.assert_status(200);
+        }
+        if !custom.is_empty() {
+            let fields: Vec<serde_json::Value> = custom
+                .iter()
+                .map(|n| serde_json::json!({"name": n, "dataType": "String"}))
+                .collect();
+            let body = serde_json::json!({"scope": "LOYALTY_REGISTRATION", "customFields": fields});
+            self.post_json("/v2/customFields", &self.admin(), &body).await.assert_status(200);
+        }
+    }
+
     /// Runs raw SQL against the test database (for set-ups no API offers, such as connected orgs).
     pub async fn exec_sql(&self, sql: &str) {
         let mut tx = self.state.db.begin_write().await.unwrap();
