@@ -154,7 +154,7 @@ pub async fn lookup_update(
     Ok(axum::Json(json!({"createdId": customer.0, "warnings": []})).into_response())
 }
 
-fn status_json(s: &SubscriptionStatus) -> Value {
+pub(crate) fn status_json(s: &SubscriptionStatus) -> Value {
     json!({
         "channel": s.channel.as_str(),
         "priority": s.priority.as_str(),

@@ -365,6 +365,19 @@ async fn customer_json(
     if embeds.iter().any(|e| e == "customerstatus") {
         body["customerStatus"] = json!({"status": view.row.status, "label": view.row.status_label});
     }
+    if embeds.iter().any(|e| e == "subscriptions") {
+        let accounts: Vec<SourceAccount> = view
+            .profiles
+            .iter()
+            .filter(|p| filter.shows(&p.source, &p.account_id))
+            .filter_map(|p| SourceAccount::parse(Some(&p.source), Some(&p.account_id)).ok())
+            .collect();
+        let customer = CustomerId(view.row.id);
+        let statuses =
+            super::subscriptions::subscription_statuses(conn, org, customer, &accounts).await?;
+        body["subscriptions"] =
+            Value::Array(statuses.iter().map(super::routes_subscriptions::status_json).collect());
+    }
     Ok(body)
 }
 

@@ -139,6 +139,11 @@ async fn try_register(
     let validated = validate_fields(&mut tx, org, input).await?;
     let input = &validated;
     let main = &input.profiles[0];
+    if mobile_required(&mut tx, org).await?
+        && !main.identifiers.iter().any(|i| i.kind == IdentifierType::Mobile)
+    {
+        return Err(CustomerError::MobileRequired);
+    }
     let same_source = owners(&mut tx, org, Some(&main.account), &main.identifiers).await?;
     if on_existing == OnExisting::Reject && !same_source.is_empty() {
         return Err(rejection(&mut tx, org, main).await?);
@@ -168,6 +173,14 @@ async fn try_register(
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// The org config that makes a mobile number mandatory for registration (`true` or `1`).
+pub const MOBILE_MANDATORY_CONFIG: &str = "CONF_REGISTRATION_MOBILE_MANDATORY";
+
+async fn mobile_required(c: &mut impl Connection, org: OrgId) -> Result<bool, CustomerError> {
+    let value = fields::store::config_value(c, org, MOBILE_MANDATORY_CONFIG).await?;
+    Ok(value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1")))
 }
 
 /// Custom fields of registrations and profile updates belong to this scope.

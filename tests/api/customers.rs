@@ -556,3 +556,49 @@ async fn futures_join_all(app: &TestApp, bodies: &[Value]) -> Vec<TestResponse> 
     }
     out
 }
+
+backend_tests!(org_config_can_make_mobile_mandatory, subscriptions_embed_shows_channel_status);
+
+async fn org_config_can_make_mobile_mandatory(backend: Backend) {
+    let Some(app) = setup(backend).await else { return };
+    let email_only =
+        json!({"profiles": [{"identifiers": [{"type": "email", "value": "e@x.com"}]}]});
+    created_id(&add(&app, &email_only).await);
+    let config = json!({"keyName": "CONF_REGISTRATION_MOBILE_MANDATORY", "value": "true"});
+    app.post_json("/v2/organization/configs", &app.admin(), &config).await.assert_status(200);
+    let refused =
+        add(&app, &json!({"profiles": [{"identifiers": [{"type": "email", "value": "f@x.com"}]}]}))
+            .await;
+    refused.assert_status(400);
+    assert_eq!(refused.v2_error_code(), 1006);
+    created_id(
+        &add(
+            &app,
+            &json!({"profiles": [{"identifiers": [{"type": "mobile", "value": "919800000777"}]}]}),
+        )
+        .await,
+    );
+    assert_eq!(customer_count(&app, app.org.org_id).await, 2);
+}
+
+async fn subscriptions_embed_shows_channel_status(backend: Backend) {
+    let Some(app) = setup(backend).await else { return };
+    let id = created_id(&add(&app, &ana()).await);
+    let change = json!({"subscriptions": [{"channel": "EMAIL", "priority": "BULK", "type": "OPTOUT"}], "reason": "asked"});
+    app.post_json(&format!("/v2/customers/{id}/subscriptions"), &app.basic(), &change)
+        .await
+        .assert_status(200);
+    let customer = app
+        .get(&format!("/v2/customers/{id}?source=INSTORE&embed=subscriptions"), &app.basic())
+        .await
+        .json();
+    let subscriptions = customer["subscriptions"].as_array().unwrap();
+    let email_bulk =
+        subscriptions.iter().find(|s| s["channel"] == "EMAIL" && s["priority"] == "BULK").unwrap();
+    assert_eq!(email_bulk["type"], "OPTOUT");
+    let email_trans =
+        subscriptions.iter().find(|s| s["channel"] == "EMAIL" && s["priority"] == "TRANS").unwrap();
+    assert_eq!(email_trans["type"], "OPTIN");
+    let plain = app.get(&format!("/v2/customers/{id}"), &app.basic()).await.json();
+    assert!(plain.get("subscriptions").is_none(), "embeds appear only when asked");
+}
