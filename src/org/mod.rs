@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/v2/organization/tills", get(routes::v2_list_tills))
         .route("/v2/organization/hierarchy", get(routes::v2_hierarchy))
         .route("/v2/locations", get(routes::v2_locations))
+        .route("/x/perks/v1/org", get(routes::admin_org))
 }
 
 #[derive(OpenApi)]
@@ -43,5 +44,6 @@ pub fn router() -> Router<AppState> {
     routes::v2_list_tills,
     routes::v2_hierarchy,
     routes::v2_locations,
+    routes::admin_org,
 ))]
 pub struct ApiDoc;

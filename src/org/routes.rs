@@ -1042,6 +1042,22 @@ pub async fn v2_list_tills(
     Ok(v2_list(data, limit, offset, total))
 }
 
+// ---------------------------------------------------------------- Perks admin API
+
+/// `GET /x/perks/v1/org` — the admin token's org with its settings (Perks extension; admin token only).
+#[utoipa::path(get, path = "/x/perks/v1/org", tag = "admin",
+    responses((status = 200, description = "The org"), (status = 403, description = "Not an admin token")))]
+pub async fn admin_org(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let org = service::get_org(&state.db, principal.org).await?;
+    let mut out = org_json(&org);
+    out["fiscalYearStart"] = json!(org.fiscal_year_start);
+    Ok(axum::Json(json!({"data": out, "warnings": [], "errors": []})).into_response())
+}
+
 // ---------------------------------------------------------------- v2 organization
 
 /// Query of `GET /v2/organization/hierarchy`.

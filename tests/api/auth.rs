@@ -335,3 +335,20 @@ async fn attribution_headers_choose_the_acting_till(backend: Backend) {
     by_store.assert_status(200);
     assert_eq!(by_store.json()["response"]["stores"]["store"][0]["code"], "main.store");
 }
+
+backend_tests!(admin_api_takes_only_admin_tokens);
+
+async fn admin_api_takes_only_admin_tokens(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let admin = app.get("/x/perks/v1/org", &app.admin()).await;
+    admin.assert_status(200);
+    assert_eq!(admin.json()["data"]["id"], app.org.org_id);
+    assert_eq!(admin.json()["data"]["timezone"], "Asia/Kolkata");
+    let till = app.get("/x/perks/v1/org", &app.basic()).await;
+    till.assert_status(403);
+    assert_eq!(till.v2_error_code(), 403);
+    let other = app.another_org("Other").await;
+    let theirs = app.get("/x/perks/v1/org", &format!("Bearer {}", other.admin_token)).await;
+    assert_eq!(theirs.json()["data"]["id"], other.org_id, "an admin token sees only its own org");
+    app.get("/x/perks/v1/org", "Bearer perks_admin_forged").await.assert_status(401);
+}

@@ -62,6 +62,7 @@ async fn openapi_lists_every_route(backend: Backend) {
         "/v2/organization/tills",
         "/v2/organization/hierarchy",
         "/v2/locations",
+        "/x/perks/v1/org",
         "/healthz",
         "/readyz",
         "/metrics",
