@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, OpenApi};
 
-use super::model::{CustomerError, CustomerId, SourceAccount};
+use super::model::{CustomerError, CustomerId};
 use super::routes_v2::{LookupQuery, country_code};
 use super::store as customer_store;
 use crate::app::AppState;
@@ -476,19 +476,27 @@ pub async fn get_images(
     Query(q): Query<ImagesQuery>,
 ) -> Result<Response, ApiError> {
     principal.require(Resource::Customer, Level::Read)?;
-    if q.source.as_deref().is_some_and(|s| !s.trim().eq_ignore_ascii_case("ALL")) {
-        SourceAccount::parse(q.source.as_deref(), q.account_id.as_deref())?;
-    }
+    let filter =
+        super::routes_v2::SourceFilter::parse(q.source.as_deref(), q.account_id.as_deref())?;
     let customer = CustomerId(user_id);
     let mut conn = state.db.read().await?;
-    require_customer(&mut conn, principal.org, customer).await?;
+    let view = super::service::load(&mut conn, principal.org, customer)
+        .await?
+        .ok_or(CustomerError::NotFound)?;
     let rows = images(&mut conn, principal.org, customer).await?;
     let data: Vec<Value> = rows
         .iter()
         .enumerate()
         .map(|(index, row)| entry(principal.org, customer, index, row, "Success"))
         .collect();
-    Ok(axum::Json(json!({"data": data, "warnings": [], "errors": []})).into_response())
+    // The shared customer object with the image entries (`customerImage`), and the entries
+    // again as `data` for clients that read the upload answer's shape.
+    let mut body =
+        super::routes_v2::customer_json(&mut conn, principal.org, &view, &filter, None).await?;
+    body["customerImage"] = Value::Array(data.clone());
+    body["data"] = Value::Array(data);
+    body["errors"] = json!([]);
+    Ok(axum::Json(body).into_response())
 }
 
 /// Query of `DELETE /v2/customers/{userId}/deleteImage`.

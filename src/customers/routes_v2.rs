@@ -264,13 +264,16 @@ pub struct GetQuery {
 }
 
 /// Which profiles a read shows: all, or one source account.
-enum SourceFilter {
+pub(crate) enum SourceFilter {
     All,
     Only(SourceAccount),
 }
 
 impl SourceFilter {
-    fn parse(source: Option<&str>, account: Option<&str>) -> Result<SourceFilter, CustomerError> {
+    pub(crate) fn parse(
+        source: Option<&str>,
+        account: Option<&str>,
+    ) -> Result<SourceFilter, CustomerError> {
         match source.map(str::trim) {
             None | Some("") => Ok(SourceFilter::All),
             Some(s) if s.eq_ignore_ascii_case("ALL") => Ok(SourceFilter::All),
@@ -307,7 +310,7 @@ pub async fn get(
 }
 
 /// The shared v2 customer object.
-async fn customer_json(
+pub(crate) async fn customer_json(
     conn: &mut impl Connection,
     org: OrgId,
     view: &CustomerView,

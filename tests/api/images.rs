@@ -109,6 +109,10 @@ async fn images(app: &TestApp, auth: &str, user: i64) -> Vec<Value> {
     let body = response.json();
     assert_eq!(body["warnings"], json!([]));
     assert_eq!(body["errors"], json!([]));
+    // The shared customer object comes with the entries as `customerImage`.
+    assert_eq!(body["id"], user);
+    assert_eq!(body["profiles"][0]["source"], "INSTORE");
+    assert_eq!(body["customerImage"], body["data"]);
     body["data"].as_array().unwrap().clone()
 }
 
