@@ -93,6 +93,7 @@ pub enum OnExisting {
 const ADD_ATTEMPTS_MAX: u32 = 3;
 
 /// Registers a customer; see [`add_customer`] and [`OnExisting`].
+#[tracing::instrument(skip_all, fields(org = principal.org.0))]
 pub async fn register(
     db: &Db,
     principal: &Principal,
@@ -417,6 +418,7 @@ async fn record(
 }
 
 /// Updates a customer's attributes in one source account (never its identifiers).
+#[tracing::instrument(skip_all, fields(org = principal.org.0, customer = customer.0))]
 pub async fn update_customer(
     db: &Db,
     principal: &Principal,
@@ -565,6 +567,7 @@ pub async fn load(
 }
 
 /// Adds and removes identifiers of one source account (Link/Delink, identity changes).
+#[tracing::instrument(skip_all, fields(org = principal.org.0, customer = customer.0))]
 pub async fn change_identifiers(
     db: &Db,
     principal: &Principal,
@@ -663,6 +666,7 @@ pub const STATUS_LABELS: [(&str, &str); 7] = [
 ];
 
 /// Moves a customer to the status of `label` and appends to the status log.
+#[tracing::instrument(skip_all, fields(org = principal.org.0, customer = customer.0))]
 pub async fn set_status(
     db: &Db,
     principal: &Principal,

@@ -72,6 +72,7 @@ pub const POS_GROUP: &str = "POS";
 
 /// Creates an org with its built-in access groups, one concept, zone, store and admin till, an
 /// OAuth client and an admin token, all in one transaction.
+#[tracing::instrument(skip_all, fields(name = %new_org.name))]
 pub async fn provision_org(
     db: &Db,
     new_org: &NewOrg,
@@ -224,6 +225,7 @@ pub async fn hierarchy(db: &Db, org: OrgId, fetch_siblings: bool) -> Result<Hier
 }
 
 /// Adds a store after checking that its zone and concept belong to the org.
+#[tracing::instrument(skip_all, fields(org = org.0))]
 pub async fn add_store(
     db: &Db,
     org: OrgId,
@@ -279,6 +281,7 @@ pub struct TillInput {
     pub custom_fields: serde_json::Map<String, serde_json::Value>,
 }
 
+#[tracing::instrument(skip_all, fields(org = org.0))]
 pub async fn add_till(
     db: &Db,
     org: OrgId,
@@ -344,6 +347,7 @@ pub struct TillChanges {
     pub custom_fields: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+#[tracing::instrument(skip_all, fields(org = org.0))]
 pub async fn update_till(
     db: &Db,
     org: OrgId,
