@@ -12,7 +12,7 @@ pub const NAME_LENGTH_MAX: usize = 100;
 pub const DESCRIPTION_LENGTH_MAX: usize = 255;
 /// Most labels one `POST /v2/organization/labels` may carry.
 pub const LABELS_PER_REQUEST_MAX: usize = 100;
-/// Labels an org may hold while `ORG_MAX_LABEL_COUNT` cannot be configured (see docs/compat.md).
+/// Labels an org may hold unless its `ORG_MAX_LABEL_COUNT` config says otherwise.
 pub const ORG_MAX_LABEL_COUNT_DEFAULT: i64 = 1000;
 /// Hard bound on any list of an org's labels, whatever the configured cap.
 pub const LABELS_LIST_MAX: i64 = 10_000;

@@ -25,10 +25,20 @@ pub const WARNING_DUPLICATE_NAME: u32 = 1207;
 /// Warning code of a tag change that changed nothing (already tagged, or not tagged).
 pub const WARNING_NO_CHANGE: u32 = 400;
 
-/// The most labels an org may hold. `ORG_MAX_LABEL_COUNT` will come from the org config once
-/// org configs exist; until then the default applies to every org.
-pub fn org_max_label_count(_org: OrgId) -> i64 {
-    ORG_MAX_LABEL_COUNT_DEFAULT
+/// The org config that caps how many labels an org may hold.
+pub const ORG_MAX_LABEL_COUNT_CONFIG: &str = "ORG_MAX_LABEL_COUNT";
+
+/// The most labels an org may hold: its `ORG_MAX_LABEL_COUNT` config when that is a positive
+/// number, else the default.
+pub async fn org_max_label_count(
+    c: &mut impl crate::db::Connection,
+    org: OrgId,
+) -> Result<i64, crate::db::DbError> {
+    let configured = crate::fields::store::config_value(c, org, ORG_MAX_LABEL_COUNT_CONFIG).await?;
+    Ok(configured
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(ORG_MAX_LABEL_COUNT_DEFAULT))
 }
 
 /// What an add-labels request did.
@@ -47,11 +57,11 @@ pub async fn add_labels(
     labels: &[NewLabel],
 ) -> Result<AddOutcome, LabelError> {
     let org = principal.org;
-    let cap = org_max_label_count(org);
     let by = principal.actor.audit_identity().1;
     let actor = AuditActor::from(principal);
     let now = now_millis();
     let mut tx = db.begin_write().await?;
+    let cap = org_max_label_count(&mut tx, org).await?;
     let mut count = store::count_labels(&mut tx, org).await?;
     let mut outcome = AddOutcome { created: Vec::new(), warnings: Vec::new() };
     let mut seen: Vec<&LabelName> = Vec::with_capacity(labels.len());

@@ -11,6 +11,7 @@ backend_tests!(
     duplicate_names_are_skipped_with_a_warning,
     add_labels_rejects_bad_input,
     the_org_label_cap_refuses_the_whole_request,
+    the_label_cap_follows_the_org_config,
     change_labels_tags_and_untags,
     change_labels_rejects_bad_requests,
     search_finds_customers_by_label_prefix,
@@ -485,4 +486,19 @@ async fn labels_are_isolated_between_orgs(backend: Backend) {
     assert_eq!(customer_label_names(&app, &auth, acme_user).await, ["VIP"]);
     assert_eq!(app.audit(beta.org_id, "LABEL").await.len(), 1);
     assert_eq!(app.audit(app.org.org_id, "LABEL").await.len(), 1);
+}
+
+async fn the_label_cap_follows_the_org_config(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let auth = app.basic();
+    let set_cap =
+        |value: &'static str| serde_json::json!({"keyName": "ORG_MAX_LABEL_COUNT", "value": value});
+    app.post_json("/v2/organization/configs", &app.admin(), &set_cap("3")).await.assert_status(200);
+    add_labels(&app, &auth, &["A", "B", "C"]).await.assert_status(200);
+    let over = add_labels(&app, &auth, &["D"]).await;
+    assert_v2_error(&over, 400, 400);
+    assert_eq!(org_labels(&app, &auth).await.len(), 3);
+    app.post_json("/v2/organization/configs", &app.admin(), &set_cap("4")).await.assert_status(200);
+    add_labels(&app, &auth, &["D"]).await.assert_status(200);
+    assert_eq!(org_labels(&app, &auth).await.len(), 4);
 }
