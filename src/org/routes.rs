@@ -926,6 +926,9 @@ pub async fn v2_update_till(
     {
         return Err(ApiError::invalid("customFields is required"));
     }
+    if changes.custom_fields.is_some() {
+        require_admin_till_for_custom_fields(&state, &principal).await?;
+    }
     let till = service::update_till(
         &state.db,
         principal.org,
@@ -940,6 +943,31 @@ pub async fn v2_update_till(
     let mut out = till_json(&till, store.as_ref(), &org);
     out["warnings"] = json!([]);
     Ok(axum::Json(out).into_response())
+}
+
+/// The org config that lets non-admin tills change till custom fields.
+pub const ALLOW_TILL_AUTH_CONFIG: &str = "CONF_ALLOW_TILL_AUTH_FOR_ORG_ENTITY_CREATION";
+
+/// Till custom fields may be changed by admin tills only, unless the org allows every till
+/// (spec: 1209 "Not an admin user"). OAuth clients and admin tokens are not tills.
+async fn require_admin_till_for_custom_fields(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<(), ApiError> {
+    let crate::auth::Actor::Till { id, .. } = &principal.actor else { return Ok(()) };
+    let mut conn = state.db.read().await?;
+    let allowed =
+        crate::fields::store::config_value(&mut conn, principal.org, ALLOW_TILL_AUTH_CONFIG)
+            .await?
+            .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"));
+    if allowed {
+        return Ok(());
+    }
+    let lookup = TillLookup { id: Some(id.0), ..TillLookup::default() };
+    match org_store::find_till(&mut conn, principal.org, &lookup).await? {
+        Some(till) if till.admin_type == AdminType::Admin.as_str() => Ok(()),
+        _ => Err(ApiError::new(Code::NotAdminUser)),
+    }
 }
 
 async fn render_till(

@@ -352,3 +352,34 @@ async fn admin_api_takes_only_admin_tokens(backend: Backend) {
     assert_eq!(theirs.json()["data"]["id"], other.org_id, "an admin token sees only its own org");
     app.get("/x/perks/v1/org", "Bearer perks_admin_forged").await.assert_status(401);
 }
+
+backend_tests!(till_custom_fields_need_an_admin_till_unless_the_org_allows_all);
+
+async fn till_custom_fields_need_an_admin_till_unless_the_org_allows_all(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let created = app
+        .post_json(
+            "/v2/orgEntity/till",
+            &app.basic(),
+            &json!({"name": "till.general", "password": "pw-9", "storeId": app.org.store_id, "accessGroup": "Admin"}),
+        )
+        .await;
+    let id = created.json()["createdId"].as_i64().unwrap();
+    let general = basic_header("till.general", "pw-9");
+    let uri = format!("/v2/orgEntity/till/{id}");
+    let fields = json!({"customFields": [{"name": "lane", "value": "3"}]});
+    let refused = app.put_json(&uri, &general, &fields).await;
+    refused.assert_status(403);
+    assert_eq!(refused.v2_error_code(), 1209);
+    // Other changes stay open to it, and the ADMIN till may change custom fields.
+    app.put_json(&uri, &general, &json!({"description": "lane till"})).await.assert_status(200);
+    app.put_json(&uri, &app.basic(), &fields).await.assert_status(200);
+    let allow = json!({"keyName": "CONF_ALLOW_TILL_AUTH_FOR_ORG_ENTITY_CREATION", "value": "true"});
+    app.post_json("/v2/organization/configs", &app.admin(), &allow).await.assert_status(200);
+    app.put_json(&uri, &general, &json!({"customFields": [{"name": "lane", "value": "4"}]}))
+        .await
+        .assert_status(200);
+    let till =
+        app.get(&uri.replace("orgEntity/till", "organization/till"), &app.basic()).await.json();
+    assert_eq!(till["customField"], json!([{"name": "lane", "value": "4"}]));
+}
