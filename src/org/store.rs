@@ -350,34 +350,27 @@ pub async fn find_till(
     org: OrgId,
     lookup: &TillLookup,
 ) -> Result<Option<Till>, DbError> {
-    let (column, value) = match (&lookup.id, &lookup.code, &lookup.name) {
-        (Some(id), _, _) => ("id", id.to_string()),
-        (None, Some(code), _) => ("code", code.clone()),
-        (None, None, Some(name)) => ("name", name.clone()),
-        (None, None, None) => return Ok(None),
-    };
-    // The id column is compared as text so one statement serves all three lookups portably.
-    let sql = if column == "id" {
-        format!("SELECT {TILL_COLUMNS} FROM tills WHERE org_id = $1 AND id = $2")
-    } else {
-        format!(
-            "SELECT {TILL_COLUMNS} FROM tills WHERE org_id = $1 AND {column} = $2 ORDER BY id LIMIT 1"
-        )
-    };
-    Ok(if column == "id" {
-        let id: i64 = value.parse().unwrap_or(-1);
-        dispatch!(c, |e| sqlx::query_as::<_, Till>(&sql)
+    if let Some(id) = lookup.id {
+        let sql = format!("SELECT {TILL_COLUMNS} FROM tills WHERE org_id = $1 AND id = $2");
+        return Ok(dispatch!(c, |e| sqlx::query_as::<_, Till>(&sql)
             .bind(org.0)
             .bind(id)
             .fetch_optional(e)
-            .await)?
-    } else {
-        dispatch!(c, |e| sqlx::query_as::<_, Till>(&sql)
-            .bind(org.0)
-            .bind(&value)
-            .fetch_optional(e)
-            .await)?
-    })
+            .await)?);
+    }
+    let (column, value) = match (&lookup.code, &lookup.name) {
+        (Some(code), _) => ("code", code),
+        (None, Some(name)) => ("name", name),
+        (None, None) => return Ok(None),
+    };
+    let sql = format!(
+        "SELECT {TILL_COLUMNS} FROM tills WHERE org_id = $1 AND {column} = $2 ORDER BY id LIMIT 1"
+    );
+    Ok(dispatch!(c, |e| sqlx::query_as::<_, Till>(&sql)
+        .bind(org.0)
+        .bind(value)
+        .fetch_optional(e)
+        .await)?)
 }
 
 /// Tills of the org, optionally of one store and active state, by id, with the total.
