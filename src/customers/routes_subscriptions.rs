@@ -177,10 +177,7 @@ async fn statuses_body(
     }
     let accounts: Vec<SourceAccount> = match only {
         Some(account) => {
-            if !profiles
-                .iter()
-                .any(|p| p.source == account.source.as_str() && p.account_id == account.account_id)
-            {
+            if !profiles.iter().any(|p| p.is_account(&account)) {
                 return Err(CustomerError::NotFound.into());
             }
             vec![account]

@@ -562,7 +562,7 @@ async fn customer_details(
     let profile_fields: Map<String, Value> = view
         .profiles
         .iter()
-        .find(|p| p.source == account.source.as_str() && p.account_id == account.account_id)
+        .find(|p| p.is_account(&account))
         .and_then(|p| serde_json::from_str(&p.fields).ok())
         .unwrap_or_default();
     let extended: Map<String, Value> =

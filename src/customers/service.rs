@@ -257,9 +257,7 @@ async fn has_account(
     account: &SourceAccount,
 ) -> Result<bool, CustomerError> {
     let profiles = store::profiles(c, org, customer).await?;
-    Ok(profiles
-        .iter()
-        .any(|p| p.source == account.source.as_str() && p.account_id == account.account_id))
+    Ok(profiles.iter().any(|p| p.is_account(account)))
 }
 
 fn conflict(identifiers: &[Identifier]) -> CustomerError {
@@ -349,10 +347,7 @@ async fn attach_profiles(
     let org = principal.org;
     let existing = store::profiles(tx, org, customer).await?;
     for profile in input.profiles.iter().skip(from) {
-        let has_account = existing.iter().any(|p| {
-            p.source == profile.account.source.as_str()
-                && p.account_id == profile.account.account_id
-        });
+        let has_account = existing.iter().any(|p| p.is_account(&profile.account));
         if has_account {
             continue;
         }
@@ -472,20 +467,17 @@ async fn apply_update(
     let org = principal.org;
     let current = store::get_customer(tx, org, customer).await?.ok_or(CustomerError::NotFound)?;
     let profiles = store::profiles(tx, org, customer).await?;
-    let profile = profiles
-        .iter()
-        .find(|p| p.source == account.source.as_str() && p.account_id == account.account_id)
-        .ok_or_else(|| {
-            CustomerError::InvalidSource(format!(
-                "the customer has no {} profile{}",
-                account.source.as_str(),
-                if account.account_id.is_empty() {
-                    String::new()
-                } else {
-                    format!(" for account {}", account.account_id)
-                }
-            ))
-        })?;
+    let profile = profiles.iter().find(|p| p.is_account(account)).ok_or_else(|| {
+        CustomerError::InvalidSource(format!(
+            "the customer has no {} profile{}",
+            account.source.as_str(),
+            if account.account_id.is_empty() {
+                String::new()
+            } else {
+                format!(" for account {}", account.account_id)
+            }
+        ))
+    })?;
     let loyalty_type = match update.loyalty_type {
         Some(requested) => {
             let now = LoyaltyType::parse(&current.loyalty_type)?;
@@ -582,10 +574,7 @@ pub async fn change_identifiers(
     if profiles.is_empty() {
         return Err(CustomerError::NotFound);
     }
-    if !profiles
-        .iter()
-        .any(|p| p.source == account.source.as_str() && p.account_id == account.account_id)
-    {
+    if !profiles.iter().any(|p| p.is_account(account)) {
         return Err(CustomerError::InvalidSource(format!(
             "the customer has no {} profile",
             account.source.as_str()

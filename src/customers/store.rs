@@ -51,6 +51,13 @@ pub struct ProfileRow {
     pub updated_at: i64,
 }
 
+impl ProfileRow {
+    /// True when this profile is the one of `account` (same source and account id).
+    pub fn is_account(&self, account: &SourceAccount) -> bool {
+        self.source == account.source.as_str() && self.account_id == account.account_id
+    }
+}
+
 /// An identifier row.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct IdentifierRow {

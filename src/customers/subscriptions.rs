@@ -353,9 +353,7 @@ pub async fn set_subscriptions(
         return Err(CustomerError::NotFound);
     }
     for change in changes {
-        let known = profiles.iter().any(|p| {
-            p.source == change.account.source.as_str() && p.account_id == change.account.account_id
-        });
+        let known = profiles.iter().any(|p| p.is_account(&change.account));
         if !known {
             return Err(CustomerError::InvalidSource(format!(
                 "the customer has no {} profile",
