@@ -1,0 +1,5 @@
+//! Loyalty programs: the program document, its validation and compiled form (earn rules as CEL
+//! expressions, tiers, expiry and promise dates), storage, and the admin API.
+
+pub mod engine;
+pub mod model;
