@@ -17,6 +17,7 @@
 //! - [`audit`]: the audit record every write leaves in its own transaction.
 //! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
+//! - [`points`]: fixed-point amounts, the ledger of lots and entries, and balances.
 //! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates.
 //! - [`jobs`]: background jobs of a running server.
 
@@ -36,4 +37,5 @@ pub mod jobs;
 pub mod labels;
 pub mod ops;
 pub mod org;
+pub mod points;
 pub mod programs;

@@ -157,6 +157,21 @@ CREATE TABLE ledger_lot_movements (
 );
 CREATE INDEX ledger_lot_movements_lot ON ledger_lot_movements (org_id, lot_id);
 
+-- Every tier move of a customer in a program, with what caused it.
+CREATE TABLE tier_changes (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    org_id          BIGINT NOT NULL REFERENCES orgs (id),
+    customer_id     BIGINT NOT NULL REFERENCES customers (id),
+    program_id      BIGINT NOT NULL REFERENCES programs (id),
+    change_type     TEXT NOT NULL,
+    from_tier       INTEGER NOT NULL,
+    to_tier         INTEGER NOT NULL,
+    transaction_id  BIGINT REFERENCES transactions (id),
+    expires_at      BIGINT,
+    created_at      BIGINT NOT NULL
+);
+CREATE INDEX tier_changes_customer ON tier_changes (org_id, customer_id, program_id, id);
+
 CREATE TABLE currency_ratios (
     org_id         BIGINT NOT NULL REFERENCES orgs (id),
     currency_code  TEXT NOT NULL,

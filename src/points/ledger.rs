@@ -1,0 +1,402 @@
+//! The ledger's rules: awards create lots, every movement is an appended entry that says which
+//! lots it moved, and the balance projection moves with it in the same transaction.
+//!
+//! All functions run inside the caller's write transaction and take `now` explicitly, so that the
+//! rules can be tested with time jumps.
+
+use super::model::{Balances, EntryKind, Fixed, LotKind};
+use super::store::{self, AccountRow, LotRow, NewEntry, NewLot};
+use crate::db::{Connection, DbError};
+use crate::org::model::OrgId;
+
+/// Lots read per round when spending; a redemption larger than this many lots loops.
+const LOTS_PER_ROUND: i64 = 200;
+/// Rounds of [`LOTS_PER_ROUND`] before giving up: a bound on any single spend.
+const ROUNDS_MAX: usize = 500;
+
+/// Who and what a movement is about.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope {
+    pub org: OrgId,
+    pub customer: i64,
+    pub program: i64,
+    pub till: Option<i64>,
+    pub now: i64,
+}
+
+/// Why a ledger operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("insufficient points: {available} available")]
+    Insufficient { available: Fixed },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Opens (creating if needed) and locks the customer's account in the program.
+pub async fn open_account(c: &mut impl Connection, scope: Scope) -> Result<AccountRow, DbError> {
+    store::ensure_account(c, scope.org, scope.customer, scope.program, scope.now).await?;
+    store::lock_account(c, scope.org, scope.customer, scope.program)
+        .await?
+        .ok_or(DbError::Sqlx(sqlx::Error::RowNotFound))
+}
+
+/// What an entry records besides its amounts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EntryMeta<'a> {
+    pub transaction_id: Option<i64>,
+    pub reference: &'a str,
+    pub rule: &'a str,
+    pub note: &'a str,
+    /// When the movement counts (a bill's time); defaults to `now`.
+    pub effective_at: Option<i64>,
+}
+
+/// The one place an entry is written: appends it, records the lots it moved, and moves the
+/// balance projection by the entry's effect. Returns the entry id.
+async fn record(
+    c: &mut impl Connection,
+    scope: Scope,
+    kind: EntryKind,
+    current_delta: i64,
+    promised_delta: i64,
+    movements: &[(i64, i64)],
+    meta: EntryMeta<'_>,
+) -> Result<i64, DbError> {
+    let entry = store::insert_entry(
+        c,
+        scope.org,
+        &NewEntry {
+            customer_id: scope.customer,
+            program_id: scope.program,
+            kind: kind.as_str(),
+            current_delta,
+            promised_delta,
+            transaction_id: meta.transaction_id,
+            reference: meta.reference,
+            rule: meta.rule,
+            note: meta.note,
+            till_id: scope.till,
+            created_at: scope.now,
+            effective_at: meta.effective_at.unwrap_or(scope.now),
+        },
+    )
+    .await?;
+    for &(lot, delta) in movements {
+        store::move_lot(c, scope.org, entry, lot, delta).await?;
+    }
+    let effect = kind.effect(current_delta, promised_delta);
+    store::apply_balances(c, scope.org, scope.customer, scope.program, &effect, scope.now).await?;
+    Ok(entry)
+}
+
+/// An award about to be made.
+#[derive(Clone, Debug)]
+pub struct Award<'a> {
+    pub points: Fixed,
+    pub source: &'a str,
+    pub rule: &'a str,
+    pub transaction_id: Option<i64>,
+    pub line_item_id: Option<i64>,
+    pub awarded_at: i64,
+    /// Set for promised points: the lot stays locked until then.
+    pub unlock_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// Creates a lot for `award` and its entry; returns the lot id (None when nothing to award).
+pub async fn award(
+    c: &mut impl Connection,
+    scope: Scope,
+    award: &Award<'_>,
+) -> Result<Option<i64>, DbError> {
+    if !award.points.is_positive() {
+        return Ok(None);
+    }
+    let promised = award.unlock_at.is_some_and(|at| at > scope.now);
+    let kind = if promised { LotKind::Promised } else { LotKind::Regular };
+    let lot = store::insert_lot(
+        c,
+        scope.org,
+        &NewLot {
+            customer_id: scope.customer,
+            program_id: scope.program,
+            kind,
+            source: award.source,
+            rule: award.rule,
+            transaction_id: award.transaction_id,
+            line_item_id: award.line_item_id,
+            awarded: award.points.0,
+            awarded_at: award.awarded_at,
+            unlock_at: if promised { award.unlock_at } else { None },
+            expires_at: award.expires_at,
+        },
+    )
+    .await?;
+    let (entry_kind, current, promised_delta) = if promised {
+        (EntryKind::PromisedAward, 0, award.points.0)
+    } else {
+        (EntryKind::Award, award.points.0, 0)
+    };
+    let meta = EntryMeta {
+        transaction_id: award.transaction_id,
+        rule: award.rule,
+        effective_at: Some(award.awarded_at),
+        ..EntryMeta::default()
+    };
+    record(c, scope, entry_kind, current, promised_delta, &[(lot, award.points.0)], meta).await?;
+    Ok(Some(lot))
+}
+
+/// Takes `points` from the spendable lots, soonest-expiring first, as one entry of `kind`
+/// (`Redeem` or a negative `Adjust`). Refused when the balance does not cover it.
+pub async fn spend(
+    c: &mut impl Connection,
+    scope: Scope,
+    kind: EntryKind,
+    points: Fixed,
+    meta: EntryMeta<'_>,
+) -> Result<i64, LedgerError> {
+    expire_customer(c, scope).await?;
+    let account = store::lock_account(c, scope.org, scope.customer, scope.program)
+        .await?
+        .ok_or(LedgerError::Insufficient { available: Fixed::ZERO })?;
+    if account.current_points < points.0 {
+        return Err(LedgerError::Insufficient { available: Fixed(account.current_points.max(0)) });
+    }
+    let movements = take_fefo(c, scope, points.0, &[]).await?;
+    let taken: i64 = movements.iter().map(|(_, d)| -d).sum();
+    if taken < points.0 {
+        // The projection said yes but the lots say no: never spend what the lots do not hold.
+        return Err(LedgerError::Insufficient { available: Fixed(taken) });
+    }
+    Ok(record(c, scope, kind, -points.0, 0, &movements, meta).await?)
+}
+
+/// Plans taking up to `wanted` from spendable lots (skipping `exclude`), soonest-expiring first;
+/// returns `(lot, negative delta)` pairs.
+async fn take_fefo(
+    c: &mut impl Connection,
+    scope: Scope,
+    wanted: i64,
+    exclude: &[i64],
+) -> Result<Vec<(i64, i64)>, DbError> {
+    let mut movements = Vec::new();
+    let mut left = wanted;
+    let mut seen: Vec<i64> = exclude.to_vec();
+    for _ in 0..ROUNDS_MAX {
+        if left <= 0 {
+            break;
+        }
+        let lots = store::spendable_lots(
+            c,
+            scope.org,
+            scope.customer,
+            scope.program,
+            scope.now,
+            LOTS_PER_ROUND + seen.len() as i64,
+        )
+        .await?;
+        let fresh: Vec<&LotRow> = lots.iter().filter(|l| !seen.contains(&l.id)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for lot in fresh {
+            if left <= 0 {
+                break;
+            }
+            let take = lot.remaining.min(left);
+            movements.push((lot.id, -take));
+            seen.push(lot.id);
+            left -= take;
+        }
+    }
+    Ok(movements)
+}
+
+/// What a take-back (return reversal) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TakeBack {
+    pub taken: Fixed,
+    /// What could not be taken because the customer had already spent it and the program does
+    /// not allow a negative balance.
+    pub forgiven: Fixed,
+}
+
+/// Takes back points a returned bill earned: `wanted` pairs each lot the bill created with the
+/// amount to reverse from it. What a lot no longer holds (spent or expired) comes from the other
+/// spendable lots; what the balance cannot cover goes negative only if `allow_negative`.
+pub async fn take_back(
+    c: &mut impl Connection,
+    scope: Scope,
+    wanted: &[(LotRow, Fixed)],
+    allow_negative: bool,
+    meta: EntryMeta<'_>,
+) -> Result<TakeBack, DbError> {
+    let mut current_movements: Vec<(i64, i64)> = Vec::new();
+    let mut promised_movements: Vec<(i64, i64)> = Vec::new();
+    let mut shortfall = 0i64;
+    for (lot, amount) in wanted {
+        let amount = amount.0.max(0);
+        let still_valid = lot.expires_at.is_none_or(|at| at > scope.now);
+        let available = if still_valid { lot.remaining.max(0) } else { 0 };
+        let take = available.min(amount);
+        if take > 0 {
+            if lot.kind == LotKind::Promised.as_str() {
+                promised_movements.push((lot.id, -take));
+            } else {
+                current_movements.push((lot.id, -take));
+            }
+        }
+        shortfall += amount - take;
+    }
+    if shortfall > 0 {
+        let exclude: Vec<i64> = wanted.iter().map(|(l, _)| l.id).collect();
+        let more = take_fefo(c, scope, shortfall, &exclude).await?;
+        shortfall -= more.iter().map(|(_, d)| -d).sum::<i64>();
+        current_movements.extend(more);
+    }
+    let from_current: i64 = current_movements.iter().map(|(_, d)| d).sum();
+    let from_promised: i64 = promised_movements.iter().map(|(_, d)| d).sum();
+    let (debt, forgiven) = if allow_negative { (shortfall, 0) } else { (0, shortfall) };
+    let total = -(from_current + from_promised) + debt;
+    if total > 0 {
+        let mut movements = current_movements;
+        movements.extend(promised_movements);
+        record(c, scope, EntryKind::Return, from_current - debt, from_promised, &movements, meta)
+            .await?;
+    }
+    Ok(TakeBack { taken: Fixed(total), forgiven: Fixed(forgiven) })
+}
+
+/// Expires the customer's lots that lapsed by `now` (one entry per lot); returns the total.
+pub async fn expire_customer(c: &mut impl Connection, scope: Scope) -> Result<Fixed, DbError> {
+    let mut total = 0;
+    for _ in 0..ROUNDS_MAX {
+        let due =
+            store::lots_due(c, Some(scope.org), Some(scope.customer), scope.now, false, LOTS_PER_ROUND)
+                .await?;
+        let count = due.len() as i64;
+        for (_, lot) in due.into_iter().filter(|(_, l)| l.program_id == scope.program) {
+            total += expire_lot(c, scope, &lot).await?;
+        }
+        if count < LOTS_PER_ROUND {
+            break;
+        }
+    }
+    Ok(Fixed(total))
+}
+
+async fn expire_lot(c: &mut impl Connection, scope: Scope, lot: &LotRow) -> Result<i64, DbError> {
+    if lot.remaining <= 0 {
+        return Ok(0);
+    }
+    let meta = EntryMeta {
+        transaction_id: lot.transaction_id,
+        rule: &lot.rule,
+        effective_at: lot.expires_at,
+        ..EntryMeta::default()
+    };
+    record(c, scope, EntryKind::Expire, -lot.remaining, 0, &[(lot.id, -lot.remaining)], meta)
+        .await?;
+    Ok(lot.remaining)
+}
+
+/// Unlocks one promised lot whose date has come: its points move from promised to current.
+pub async fn unlock_lot(c: &mut impl Connection, scope: Scope, lot: &LotRow) -> Result<(), DbError> {
+    store::set_lot_kind(c, scope.org, lot.id, LotKind::Regular).await?;
+    if lot.remaining > 0 {
+        let meta = EntryMeta {
+            transaction_id: lot.transaction_id,
+            rule: &lot.rule,
+            effective_at: lot.unlock_at,
+            ..EntryMeta::default()
+        };
+        // The points stay in the same lot; the entry only moves them between balances.
+        record(c, scope, EntryKind::Unlock, lot.remaining, -lot.remaining, &[], meta).await?;
+    }
+    Ok(())
+}
+
+/// Expires or unlocks, across orgs, at most `limit` due lots, each in its own short step;
+/// returns how many were handled. Scheduler jobs call this until it returns less than `limit`.
+pub async fn process_due_lots(
+    db: &crate::db::Db,
+    now: i64,
+    unlock: bool,
+    limit: i64,
+) -> Result<usize, DbError> {
+    let mut tx = db.begin_write().await?;
+    let due = store::lots_due(&mut tx, None, None, now, unlock, limit).await?;
+    for (org, lot) in &due {
+        let scope = Scope {
+            org: OrgId(*org),
+            customer: lot.customer_id,
+            program: lot.program_id,
+            till: None,
+            now,
+        };
+        store::lock_account(&mut tx, scope.org, scope.customer, scope.program).await?;
+        if unlock {
+            unlock_lot(&mut tx, scope, lot).await?;
+        } else {
+            expire_lot(&mut tx, scope, lot).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(due.len())
+}
+
+/// A balance that does not equal its entries, or a lot that does not equal its movements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    Balance { org: i64, customer: i64, program: i64, stored: Balances, from_entries: Balances },
+    Lot { org: i64, lot: i64, remaining: i64, from_movements: i64 },
+}
+
+/// Recomputes every balance (of one org, or all) from the entries and every lot from its
+/// movements; returns the differences (at most `limit`).
+pub async fn verify(
+    c: &mut impl Connection,
+    org: Option<OrgId>,
+    limit: usize,
+) -> Result<Vec<Mismatch>, DbError> {
+    let mut found = Vec::new();
+    let mut after = (0i64, 0i64);
+    const PAGE: i64 = 500;
+    loop {
+        let page = store::accounts_page(c, org, after, PAGE).await?;
+        let count = page.len() as i64;
+        for (org_id, account) in page {
+            after = (account.customer_id, account.program_id);
+            let sums =
+                store::entry_sums(c, OrgId(org_id), account.customer_id, account.program_id).await?;
+            let mut from_entries = Balances::default();
+            for (kind, current, promised) in sums {
+                if let Some(kind) = EntryKind::parse(&kind) {
+                    from_entries += kind.effect(current, promised);
+                }
+            }
+            let stored = account.balances();
+            if stored != from_entries && found.len() < limit {
+                found.push(Mismatch::Balance {
+                    org: org_id,
+                    customer: account.customer_id,
+                    program: account.program_id,
+                    stored,
+                    from_entries,
+                });
+            }
+        }
+        if count < PAGE || found.len() >= limit {
+            break;
+        }
+    }
+    let lots = store::inconsistent_lots(c, org, limit as i64).await?;
+    for (org_id, lot, remaining, from_movements) in lots {
+        if found.len() < limit {
+            found.push(Mismatch::Lot { org: org_id, lot, remaining, from_movements });
+        }
+    }
+    Ok(found)
+}

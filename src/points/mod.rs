@@ -1,0 +1,6 @@
+//! Points: fixed-point amounts, the append-only ledger of lots and entries, and the balance
+//! projection kept equal to it in the same transaction.
+
+pub mod ledger;
+pub mod model;
+pub mod store;
