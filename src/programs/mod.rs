@@ -2,4 +2,5 @@
 //! expressions, tiers, expiry and promise dates), storage, and the admin API.
 
 pub mod engine;
+pub mod expr;
 pub mod model;

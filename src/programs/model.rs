@@ -254,3 +254,39 @@ impl ProgramDoc {
         }
     }
 }
+
+/// Why a program could not be saved, found or used; each maps to a documented code.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    /// The document is invalid: `field` is its path (`earn[2].when`), `reason` says why.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("Program not found")]
+    NotFound,
+    /// The org has no program at all (not even the default one).
+    #[error("The org has no loyalty program")]
+    NoProgram,
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+impl ProgramError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ProgramError {
+        ProgramError::Invalid { field: field.into(), reason: reason.into() }
+    }
+}
+
+impl From<ProgramError> for crate::error::ApiError {
+    fn from(e: ProgramError) -> Self {
+        use crate::error::{ApiError, Code};
+        match e {
+            ProgramError::Db(db) => ApiError::from(db),
+            ProgramError::NotFound | ProgramError::NoProgram => {
+                ApiError::with_message(Code::NotFound, e.to_string())
+            }
+            ProgramError::Invalid { .. } => {
+                ApiError::with_message(Code::InvalidInput, e.to_string())
+            }
+        }
+    }
+}
