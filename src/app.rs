@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::db::{self, Db};
 use crate::http::metrics::Metrics;
 use crate::http::ratelimit::RateLimiter;
+use crate::programs::cache::ProgramCache;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct AppState {
     pub auth: Arc<AuthService>,
     pub limiter: Arc<RateLimiter>,
     pub metrics: Arc<Metrics>,
+    /// Compiled loyalty programs, per program id and version.
+    pub programs: Arc<ProgramCache>,
 }
 
 impl AppState {
@@ -32,6 +35,7 @@ impl AppState {
         Ok(AppState {
             limiter: Arc::new(RateLimiter::new(settings.rate_limit.clone())),
             metrics: Arc::new(Metrics::new()),
+            programs: Arc::new(ProgramCache::default()),
             auth: Arc::new(auth),
             settings: Arc::new(settings),
             db,

@@ -161,6 +161,7 @@ pub async fn provision_org(
         after: Some(after),
     };
     audit::record(&mut tx, org, &actor, change).await?;
+    crate::programs::service::ensure_default_program(&mut tx, org).await?;
     tx.commit().await?;
     Ok(ProvisionedOrg {
         org_id: org.0,

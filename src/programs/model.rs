@@ -261,6 +261,9 @@ pub enum ProgramError {
     /// The document is invalid: `field` is its path (`earn[2].when`), `reason` says why.
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// Another program of the org has this name.
+    #[error("name: the org already has a program named '{0}'")]
+    NameTaken(String),
     #[error("Program not found")]
     NotFound,
     /// The org has no program at all (not even the default one).
@@ -283,6 +286,9 @@ impl From<ProgramError> for crate::error::ApiError {
             ProgramError::Db(db) => ApiError::from(db),
             ProgramError::NotFound | ProgramError::NoProgram => {
                 ApiError::with_message(Code::NotFound, e.to_string())
+            }
+            ProgramError::NameTaken(_) => {
+                ApiError::with_message(Code::EntityNameExists, e.to_string())
             }
             ProgramError::Invalid { .. } => {
                 ApiError::with_message(Code::InvalidInput, e.to_string())
