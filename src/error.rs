@@ -49,6 +49,39 @@ pub enum Code {
     NewExternalIdExists,
     NewMobileExists,
     OldValueInvalid,
+    InvalidBillAmount,
+    InvalidTransactionNumber,
+    InvalidTransactionId,
+    DuplicateTransactionNumber,
+    NoTransactionId,
+    TransactionNotFound,
+    ReturnBeforeSale,
+    ParentBillNotFound,
+    ReturnQtyExceedsPurchase,
+    NegativeQty,
+    InvalidReturnType,
+    ReturnAmountExceedsPurchase,
+    NumberToReturnNotSet,
+    AlreadyLineItemReturned,
+    AlreadyFullyReturned,
+    AlreadyAmountReturned,
+    AlreadyReturned,
+    DateTooFarInFuture,
+    DateTooFarInPast,
+    InvalidReturnLineItem,
+    NegativeLineAmount,
+    NegativeLineValue,
+    NegativeLineRate,
+    NegativeLineDiscount,
+    NegativeGrossAmount,
+    NegativeDiscount,
+    TransactionIdNotFoundForCustomer,
+    TransactionNumberNotFoundForCustomer,
+    CustomFieldUpdateFailed,
+    InvalidStoreOrTill,
+    AlreadyRetro,
+    ClientSignatureMissing,
+    InvalidProgramId,
 }
 
 /// One row of the error table.
@@ -61,7 +94,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 37] = [
+    pub const ALL: [Code; 70] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -99,6 +132,39 @@ impl Code {
         Code::NewExternalIdExists,
         Code::NewMobileExists,
         Code::OldValueInvalid,
+        Code::InvalidBillAmount,
+        Code::InvalidTransactionNumber,
+        Code::InvalidTransactionId,
+        Code::DuplicateTransactionNumber,
+        Code::NoTransactionId,
+        Code::TransactionNotFound,
+        Code::ReturnBeforeSale,
+        Code::ParentBillNotFound,
+        Code::ReturnQtyExceedsPurchase,
+        Code::NegativeQty,
+        Code::InvalidReturnType,
+        Code::ReturnAmountExceedsPurchase,
+        Code::NumberToReturnNotSet,
+        Code::AlreadyLineItemReturned,
+        Code::AlreadyFullyReturned,
+        Code::AlreadyAmountReturned,
+        Code::AlreadyReturned,
+        Code::DateTooFarInFuture,
+        Code::DateTooFarInPast,
+        Code::InvalidReturnLineItem,
+        Code::NegativeLineAmount,
+        Code::NegativeLineValue,
+        Code::NegativeLineRate,
+        Code::NegativeLineDiscount,
+        Code::NegativeGrossAmount,
+        Code::NegativeDiscount,
+        Code::TransactionIdNotFoundForCustomer,
+        Code::TransactionNumberNotFoundForCustomer,
+        Code::CustomFieldUpdateFailed,
+        Code::InvalidStoreOrTill,
+        Code::AlreadyRetro,
+        Code::ClientSignatureMissing,
+        Code::InvalidProgramId,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -201,6 +267,108 @@ impl Code {
             }
             Code::NewMobileExists => (9005, 400, "NewMobileExists", "New mobile already exists"),
             Code::OldValueInvalid => (9012, 400, "OldValueInvalid", "Old value is invalid"),
+            Code::InvalidBillAmount => (601, 400, "InvalidBillAmount", "Invalid bill amount"),
+            Code::InvalidTransactionNumber => {
+                (602, 400, "InvalidTransactionNumber", "Invalid transaction number")
+            }
+            Code::InvalidTransactionId => {
+                (603, 400, "InvalidTransactionId", "Invalid transaction id")
+            }
+            Code::DuplicateTransactionNumber => {
+                (604, 400, "DuplicateTransactionNumber", "Duplicate transaction number")
+            }
+            Code::NoTransactionId => (607, 400, "NoTransactionId", "No transaction id"),
+            Code::TransactionNotFound => {
+                (620, 404, "TransactionNotFound", "Invalid transaction ID")
+            }
+            Code::ReturnBeforeSale => {
+                (624, 400, "ReturnBeforeSale", "Return time is before the sale")
+            }
+            Code::ParentBillNotFound => {
+                (625, 404, "ParentBillNotFound", "Parent bill for the return not found")
+            }
+            Code::ReturnQtyExceedsPurchase => (
+                626,
+                400,
+                "ReturnQtyExceedsPurchase",
+                "Returned quantity is more than purchased for the item code",
+            ),
+            Code::NegativeQty => (627, 400, "NegativeQty", "Negative quantity"),
+            Code::InvalidReturnType => (628, 400, "InvalidReturnType", "Invalid return type"),
+            Code::ReturnAmountExceedsPurchase => (
+                630,
+                400,
+                "ReturnAmountExceedsPurchase",
+                "Returned amount is more than the purchase amount",
+            ),
+            Code::NumberToReturnNotSet => {
+                (631, 400, "NumberToReturnNotSet", "Transaction number to return is not set")
+            }
+            Code::AlreadyLineItemReturned => (
+                632,
+                400,
+                "AlreadyLineItemReturned",
+                "Transaction already has a line-item return; amount return refused",
+            ),
+            Code::AlreadyFullyReturned => {
+                (633, 400, "AlreadyFullyReturned", "Transaction is already fully returned")
+            }
+            Code::AlreadyAmountReturned => (
+                638,
+                400,
+                "AlreadyAmountReturned",
+                "Transaction already has an amount return; line-item return refused",
+            ),
+            Code::AlreadyReturned => (
+                639,
+                400,
+                "AlreadyReturned",
+                "Transaction already has returns; full return refused",
+            ),
+            Code::DateTooFarInFuture => {
+                (643, 400, "DateTooFarInFuture", "Transaction date is too far in the future")
+            }
+            Code::DateTooFarInPast => {
+                (644, 400, "DateTooFarInPast", "Transaction date is too far in the past")
+            }
+            Code::InvalidReturnLineItem => {
+                (660, 400, "InvalidReturnLineItem", "Invalid return line item")
+            }
+            Code::NegativeLineAmount => {
+                (661, 400, "NegativeLineAmount", "Negative line item amount")
+            }
+            Code::NegativeLineValue => (662, 400, "NegativeLineValue", "Negative line item value"),
+            Code::NegativeLineRate => (663, 400, "NegativeLineRate", "Negative line item rate"),
+            Code::NegativeLineDiscount => {
+                (664, 400, "NegativeLineDiscount", "Negative line item discount")
+            }
+            Code::NegativeGrossAmount => (665, 400, "NegativeGrossAmount", "Negative gross amount"),
+            Code::NegativeDiscount => (666, 400, "NegativeDiscount", "Negative discount"),
+            Code::TransactionIdNotFoundForCustomer => (
+                667,
+                404,
+                "TransactionIdNotFoundForCustomer",
+                "Transaction id not found for the customer",
+            ),
+            Code::TransactionNumberNotFoundForCustomer => (
+                668,
+                404,
+                "TransactionNumberNotFoundForCustomer",
+                "Transaction number not found for the customer",
+            ),
+            Code::CustomFieldUpdateFailed => {
+                (669, 400, "CustomFieldUpdateFailed", "Custom field update failed")
+            }
+            Code::InvalidStoreOrTill => {
+                (671, 400, "InvalidStoreOrTill", "Invalid store or till code")
+            }
+            Code::AlreadyRetro => {
+                (1627, 400, "AlreadyRetro", "Transaction is already retro-converted")
+            }
+            Code::ClientSignatureMissing => {
+                (1629, 400, "ClientSignatureMissing", "X-CAP-CLIENT-SIGNATURE header is mandatory")
+            }
+            Code::InvalidProgramId => (1101, 400, "InvalidProgramId", "Invalid programId"),
         };
         CodeInfo { code, http, name, message }
     }

@@ -19,6 +19,7 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
 //! - [`points`]: fixed-point amounts, the ledger of lots and entries, and balances.
 //! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates.
+//! - [`transactions`]: bills, returns and exchanges, their loyalty evaluation, and their APIs.
 //! - [`jobs`]: background jobs of a running server.
 
 pub mod app;
@@ -39,3 +40,4 @@ pub mod ops;
 pub mod org;
 pub mod points;
 pub mod programs;
+pub mod transactions;

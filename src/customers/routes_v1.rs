@@ -87,7 +87,7 @@ pub struct V1BatchBody {
 }
 
 /// A list, a single element (XML with one repeated element), or nothing.
-fn one_or_many(value: Option<&Value>) -> Vec<Value> {
+pub(crate) fn one_or_many(value: Option<&Value>) -> Vec<Value> {
     match value {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items.clone(),
@@ -97,7 +97,7 @@ fn one_or_many(value: Option<&Value>) -> Vec<Value> {
 }
 
 /// A leaf as text (strings, numbers and booleans alike); empty means absent.
-fn text(item: &Value, key: &str) -> Option<String> {
+pub(crate) fn text(item: &Value, key: &str) -> Option<String> {
     match item.get(key)? {
         Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
         Value::Number(n) => Some(n.to_string()),
@@ -107,13 +107,17 @@ fn text(item: &Value, key: &str) -> Option<String> {
 }
 
 /// A leaf read as a boolean (`true`, `"true"`, `1`).
-fn flag(item: &Value, key: &str) -> bool {
+pub(crate) fn flag(item: &Value, key: &str) -> bool {
     text(item, key).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"))
 }
 
 /// The items of a batch: `root.<entity>` (one or many); without it, a flat item (`root` itself,
 /// or the body itself) when it carries one of `flat_keys`.
-fn batch_items(body: &Value, entity: &str, flat_keys: &[&str]) -> Result<Vec<Value>, ApiError> {
+pub(crate) fn batch_items(
+    body: &Value,
+    entity: &str,
+    flat_keys: &[&str],
+) -> Result<Vec<Value>, ApiError> {
     let root = body.get("root").unwrap_or(body);
     let mut items = one_or_many(root.get(entity));
     if items.is_empty() && flat_keys.iter().any(|k| root.get(k).is_some()) {
@@ -132,7 +136,10 @@ fn batch_items(body: &Value, entity: &str, flat_keys: &[&str]) -> Result<Vec<Val
 }
 
 /// `<key>.field[]{name, value}` as pairs (the v1.1 custom/extended field wrapper).
-fn name_values(item: &Value, key: &str) -> Result<Option<Vec<(String, String)>>, ApiError> {
+pub(crate) fn name_values(
+    item: &Value,
+    key: &str,
+) -> Result<Option<Vec<(String, String)>>, ApiError> {
     let Some(wrapper) = item.get(key).filter(|v| !v.is_null()) else { return Ok(None) };
     let fields = one_or_many(wrapper.get("field"));
     if fields.len() > PROFILE_ITEMS_MAX * 2 {
@@ -149,11 +156,11 @@ fn name_values(item: &Value, key: &str) -> Result<Option<Vec<(String, String)>>,
         .map(Some)
 }
 
-fn to_map(pairs: Vec<(String, String)>) -> Map<String, Value> {
+pub(crate) fn to_map(pairs: Vec<(String, String)>) -> Map<String, Value> {
     pairs.into_iter().map(|(n, v)| (n, Value::String(v))).collect()
 }
 
-fn field_list(map: &Map<String, Value>) -> Value {
+pub(crate) fn field_list(map: &Map<String, Value>) -> Value {
     let fields: Vec<Value> = map
         .iter()
         .map(|(name, value)| {
@@ -209,7 +216,7 @@ fn parse_v1_time(field: &str, value: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::invalid(format!("{field} must be YYYY-MM-DD HH:MM:SS")))
 }
 
-fn v1_time(millis: i64) -> String {
+pub(crate) fn v1_time(millis: i64) -> String {
     chrono::DateTime::from_timestamp_millis(millis)
         .map(|t| t.format(V1_TIME).to_string())
         .unwrap_or_default()
@@ -219,7 +226,7 @@ fn v1_time(millis: i64) -> String {
 
 /// How a v1.1 request names a customer.
 #[derive(Clone, Debug)]
-enum CustomerKey {
+pub(crate) enum CustomerKey {
     Id(i64),
     Identifier(Identifier),
 }
@@ -230,7 +237,7 @@ fn v1_account() -> SourceAccount {
 }
 
 /// The key of a query or an item: `id`/`user_id`, then mobile, email, external id, card number.
-fn key_from(
+pub(crate) fn key_from(
     get: impl Fn(&str) -> Option<String>,
     country: Option<&str>,
 ) -> Result<CustomerKey, ApiError> {
@@ -258,13 +265,13 @@ fn key_from(
     Err(ApiError::new(Code::NoIdentifierGiven))
 }
 
-fn item_key(item: &Value, country: Option<&str>) -> Result<CustomerKey, ApiError> {
+pub(crate) fn item_key(item: &Value, country: Option<&str>) -> Result<CustomerKey, ApiError> {
     key_from(|k| text(item, k), country)
 }
 
 /// The customer a key names in the caller's org: 1011 for ids and cards, 1012 for mobile,
 /// email and external id. Another org's customer is not found, like an unknown one.
-async fn find(
+pub(crate) async fn find(
     conn: &mut impl Connection,
     org: OrgId,
     key: &CustomerKey,
@@ -321,7 +328,7 @@ fn identifier_of(view: &CustomerView, kind: IdentifierType) -> Option<String> {
 }
 
 /// `user_id`, `mobile`, `email`, `external_id` of a customer.
-fn identity(view: &CustomerView) -> Map<String, Value> {
+pub(crate) fn identity(view: &CustomerView) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("user_id".into(), json!(view.row.id));
     out.insert("mobile".into(), json!(identifier_of(view, IdentifierType::Mobile)));
@@ -331,7 +338,7 @@ fn identity(view: &CustomerView) -> Map<String, Value> {
 }
 
 /// The identifiers an item was sent with, echoed on failure.
-fn echo(item: &Value) -> Map<String, Value> {
+pub(crate) fn echo(item: &Value) -> Map<String, Value> {
     let mut out = Map::new();
     for key in ["user_id", "id", "mobile", "email", "external_id"] {
         if let Some(v) = text(item, key) {
@@ -341,12 +348,12 @@ fn echo(item: &Value) -> Map<String, Value> {
     out
 }
 
-fn ok_item(mut fields: Map<String, Value>, code: u32, message: &str) -> Value {
+pub(crate) fn ok_item(mut fields: Map<String, Value>, code: u32, message: &str) -> Value {
     fields.insert("item_status".into(), item_status(true, code, message));
     Value::Object(fields)
 }
 
-fn failed_item(mut fields: Map<String, Value>, error: &ApiError) -> Value {
+pub(crate) fn failed_item(mut fields: Map<String, Value>, error: &ApiError) -> Value {
     fields.insert("item_status".into(), item_status(false, error.code.info().code, &error.message));
     Value::Object(fields)
 }
@@ -554,10 +561,22 @@ async fn customer_details(
         "registered_store".into(),
         store.unwrap_or_else(|| json!({"code": "", "name": ""})),
     );
-    fields.insert("loyalty_points".into(), json!(0));
-    fields.insert("lifetime_points".into(), json!(0));
-    fields.insert("lifetime_purchases".into(), json!(0));
-    fields.insert("current_slab".into(), json!(""));
+    let standings = crate::points::service::standings(conn, org, view.row.id).await?;
+    let standing = standings.first();
+    let points = |f: fn(&crate::points::service::Standing) -> crate::points::model::Fixed| {
+        json!(standing.map(f).unwrap_or_default().to_f64())
+    };
+    fields.insert("loyalty_points".into(), points(|s| s.current));
+    fields.insert("lifetime_points".into(), points(|s| s.lifetime_points));
+    fields.insert("lifetime_purchases".into(), points(|s| s.lifetime_purchases));
+    fields.insert(
+        "current_slab".into(),
+        json!(standing.map(|s| s.tier_name.clone()).unwrap_or_default()),
+    );
+    fields.insert(
+        "tier_expiry_date".into(),
+        json!(standing.and_then(|s| s.tier_expires_at).map(v1_time).unwrap_or_default()),
+    );
     let account = write_account(view);
     let profile_fields: Map<String, Value> = view
         .profiles

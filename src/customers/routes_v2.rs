@@ -24,6 +24,7 @@ use crate::http::envelope::v2_list;
 use crate::http::extract::{Json, Path, Query};
 use crate::org::model::OrgId;
 use crate::org::store::{self as org_store, TillLookup};
+use crate::points::service::Standing;
 
 /// Most profiles one request may carry.
 pub const PROFILES_MAX: usize = 12;
@@ -309,6 +310,33 @@ pub async fn get(
     Ok(axum::Json(body).into_response())
 }
 
+/// `loyaltyInfo` of the v2 customer object: the loyalty type and the default program's standing.
+fn loyalty_info(loyalty_type: &str, standing: Option<&Standing>) -> Value {
+    let mut info = json!({"loyaltyType": loyalty_type, "lifetimePurchases": 0.0, "loyaltyPoints": 0.0,
+        "lifetimePoints": 0.0, "promisedPoints": 0.0, "currentSlab": "", "tierNumber": 1, "tierExpiryDate": null});
+    if let Some(s) = standing {
+        info["lifetimePurchases"] = json!(s.lifetime_purchases.to_f64());
+        info["loyaltyPoints"] = json!(s.current.to_f64());
+        info["lifetimePoints"] = json!(s.lifetime_points.to_f64());
+        info["promisedPoints"] = json!(s.promised.to_f64());
+        info["currentSlab"] = json!(s.tier_name);
+        info["tierNumber"] = json!(s.tier_number);
+        info["tierExpiryDate"] = json!(s.tier_expires_at.map(iso));
+    }
+    info
+}
+
+/// One program's standing (the `mlp` and `points` embeds).
+pub(crate) fn standing_json(s: &Standing) -> Value {
+    json!({"programId": s.program_id, "programName": s.program_name, "default": s.is_default,
+        "tierNumber": s.tier_number, "currentSlab": s.tier_name, "tierExpiryDate": s.tier_expires_at.map(iso),
+        "loyaltyPoints": s.current.to_f64(), "promisedPoints": s.promised.to_f64(),
+        "totalPoints": (s.current + s.promised).to_f64(), "lifetimePoints": s.lifetime_points.to_f64(),
+        "redeemedPoints": s.redeemed.to_f64(), "expiredPoints": s.expired.to_f64(),
+        "returnedPoints": s.returned.to_f64(), "adjustedPoints": s.adjusted.to_f64(),
+        "lifetimePurchases": s.lifetime_purchases.to_f64(), "visits": s.visits})
+}
+
 /// The shared v2 customer object.
 pub(crate) async fn customer_json(
     conn: &mut impl Connection,
@@ -354,10 +382,11 @@ pub(crate) async fn customer_json(
     }
     let extended: Value =
         serde_json::from_str(&view.row.extended_fields).unwrap_or_else(|_| json!({}));
+    let standings = crate::points::service::standings(conn, org, view.row.id).await?;
     let mut body = json!({
         "id": view.row.id,
         "profiles": profiles,
-        "loyaltyInfo": {"loyaltyType": view.row.loyalty_type, "lifetimePurchases": 0.0},
+        "loyaltyInfo": loyalty_info(&view.row.loyalty_type, standings.first()),
         "extendedFields": extended,
         "segments": {},
         "registeredOn": iso(view.row.registered_at),
@@ -365,6 +394,12 @@ pub(crate) async fn customer_json(
     });
     let embeds: Vec<String> =
         embed.unwrap_or_default().split(',').map(|e| e.trim().to_ascii_lowercase()).collect();
+    if embeds.iter().any(|e| e == "mlp") {
+        body["mlp"] = Value::Array(standings.iter().map(standing_json).collect());
+    }
+    if embeds.iter().any(|e| e == "points") {
+        body["points"] = standings.first().map(standing_json).unwrap_or_else(|| json!({}));
+    }
     if embeds.iter().any(|e| e == "customerstatus") {
         body["customerStatus"] = json!({"status": view.row.status, "label": view.row.status_label});
     }
@@ -415,6 +450,17 @@ pub struct LookupQuery {
 }
 
 impl LookupQuery {
+    /// A lookup built from other parameter names (transactions use `identifierName` too, bulk
+    /// bodies `identifierType`).
+    pub(crate) fn new(
+        source: Option<String>,
+        account_id: Option<String>,
+        identifier_name: Option<String>,
+        identifier_value: Option<String>,
+    ) -> LookupQuery {
+        LookupQuery { source, account_id, identifier_name, identifier_value, embed: None }
+    }
+
     /// Resolves the customer; several comma-separated identifiers must name the same one.
     pub(crate) async fn resolve(
         &self,

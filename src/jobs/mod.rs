@@ -1,6 +1,9 @@
-//! Background jobs of a running server; today the purge of expired idempotency keys.
+//! Background jobs of a running server: the purge of expired idempotency keys and the loyalty
+//! jobs (expiry, unlock, tier renewal, queued bills).
 //!
 //! Each job is idempotent and bounded per run, so several instances may run it at once safely.
+
+pub mod loyalty;
 
 use std::time::Duration;
 
@@ -13,6 +16,8 @@ use crate::idempotency::store::purge_expired;
 
 /// How often expired idempotency keys are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// How often the loyalty jobs run; queued bills wait at most about this long.
+const LOYALTY_EVERY: Duration = Duration::from_secs(2);
 /// Rows deleted per statement, and statements per run: each run is bounded.
 const PURGE_BATCH: i64 = 1_000;
 const PURGE_BATCHES_MAX: usize = 100;
@@ -21,9 +26,11 @@ const PURGE_BATCHES_MAX: usize = 100;
 pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(PURGE_EVERY);
+        let mut loyalty_ticker = tokio::time::interval(LOYALTY_EVERY);
         loop {
             tokio::select! {
                 _ = ticker.tick() => purge_idempotency_keys(&state).await,
+                _ = loyalty_ticker.tick() => loyalty::run_once(&state).await,
                 _ = shutdown.changed() => break,
             }
         }

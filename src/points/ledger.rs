@@ -273,9 +273,15 @@ pub async fn take_back(
 pub async fn expire_customer(c: &mut impl Connection, scope: Scope) -> Result<Fixed, DbError> {
     let mut total = 0;
     for _ in 0..ROUNDS_MAX {
-        let due =
-            store::lots_due(c, Some(scope.org), Some(scope.customer), scope.now, false, LOTS_PER_ROUND)
-                .await?;
+        let due = store::lots_due(
+            c,
+            Some(scope.org),
+            Some(scope.customer),
+            scope.now,
+            false,
+            LOTS_PER_ROUND,
+        )
+        .await?;
         let count = due.len() as i64;
         for (_, lot) in due.into_iter().filter(|(_, l)| l.program_id == scope.program) {
             total += expire_lot(c, scope, &lot).await?;
@@ -303,7 +309,11 @@ async fn expire_lot(c: &mut impl Connection, scope: Scope, lot: &LotRow) -> Resu
 }
 
 /// Unlocks one promised lot whose date has come: its points move from promised to current.
-pub async fn unlock_lot(c: &mut impl Connection, scope: Scope, lot: &LotRow) -> Result<(), DbError> {
+pub async fn unlock_lot(
+    c: &mut impl Connection,
+    scope: Scope,
+    lot: &LotRow,
+) -> Result<(), DbError> {
     store::set_lot_kind(c, scope.org, lot.id, LotKind::Regular).await?;
     if lot.remaining > 0 {
         let meta = EntryMeta {
@@ -326,8 +336,16 @@ pub async fn process_due_lots(
     unlock: bool,
     limit: i64,
 ) -> Result<usize, DbError> {
+    // Looking first on a read connection keeps an idle server from taking the writer (and an
+    // fsync) on every tick.
+    let due = {
+        let mut conn = db.read().await?;
+        store::lots_due(&mut conn, None, None, now, unlock, limit).await?
+    };
+    if due.is_empty() {
+        return Ok(0);
+    }
     let mut tx = db.begin_write().await?;
-    let due = store::lots_due(&mut tx, None, None, now, unlock, limit).await?;
     for (org, lot) in &due {
         let scope = Scope {
             org: OrgId(*org),
@@ -337,10 +355,18 @@ pub async fn process_due_lots(
             now,
         };
         store::lock_account(&mut tx, scope.org, scope.customer, scope.program).await?;
+        // Another instance (or a bill) may have handled the lot meanwhile: act on what the row
+        // says now, under the account lock.
+        let Some(lot) = store::get_lot(&mut tx, scope.org, lot.id).await? else { continue };
         if unlock {
-            unlock_lot(&mut tx, scope, lot).await?;
-        } else {
-            expire_lot(&mut tx, scope, lot).await?;
+            if lot.kind == LotKind::Promised.as_str() && lot.unlock_at.is_some_and(|at| at <= now) {
+                unlock_lot(&mut tx, scope, &lot).await?;
+            }
+        } else if lot.kind == LotKind::Regular.as_str()
+            && lot.remaining > 0
+            && lot.expires_at.is_some_and(|at| at <= now)
+        {
+            expire_lot(&mut tx, scope, &lot).await?;
         }
     }
     tx.commit().await?;
@@ -369,8 +395,8 @@ pub async fn verify(
         let count = page.len() as i64;
         for (org_id, account) in page {
             after = (account.customer_id, account.program_id);
-            let sums =
-                store::entry_sums(c, OrgId(org_id), account.customer_id, account.program_id).await?;
+            let sums = store::entry_sums(c, OrgId(org_id), account.customer_id, account.program_id)
+                .await?;
             let mut from_entries = Balances::default();
             for (kind, current, promised) in sums {
                 if let Some(kind) = EntryKind::parse(&kind) {

@@ -3,4 +3,5 @@
 
 pub mod ledger;
 pub mod model;
+pub mod service;
 pub mod store;

@@ -120,7 +120,8 @@ impl EntryKind {
     /// How an entry of this kind with the given deltas moves each balance column.
     pub fn effect(self, current_delta: i64, promised_delta: i64) -> Balances {
         let moved = current_delta + promised_delta;
-        let mut b = Balances { current: current_delta, promised: promised_delta, ..Balances::default() };
+        let mut b =
+            Balances { current: current_delta, promised: promised_delta, ..Balances::default() };
         match self {
             EntryKind::Award | EntryKind::PromisedAward => b.lifetime = moved,
             EntryKind::Unlock => {}

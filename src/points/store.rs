@@ -126,7 +126,8 @@ pub async fn ensure_account(
     program: i64,
     now: i64,
 ) -> Result<(), DbError> {
-    dispatch!(c, |e| sqlx::query(
+    dispatch!(c, |e| {
+        sqlx::query(
         "INSERT INTO loyalty_accounts (org_id, customer_id, program_id, tier_since, created_at, \
          updated_at) VALUES ($1, $2, $3, $4, $4, $4) ON CONFLICT (customer_id, program_id) DO NOTHING"
     )
@@ -136,7 +137,8 @@ pub async fn ensure_account(
     .bind(now)
     .execute(e)
     .await
-    .map(|r| r.rows_affected()))?;
+    .map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
@@ -342,16 +344,18 @@ pub async fn tiers_due(
          WHERE tier_expires_at IS NOT NULL AND tier_expires_at <= $1 \
          ORDER BY tier_expires_at LIMIT $2"
     );
-    let rows = dispatch!(c, |e| sqlx::query_as::<_, Row>(&sql)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(e)
-        .await)?;
+    let rows =
+        dispatch!(c, |e| sqlx::query_as::<_, Row>(&sql).bind(now).bind(limit).fetch_all(e).await)?;
     Ok(rows.into_iter().map(|r| (r.org_id, r.account)).collect())
 }
 
-pub async fn insert_lot(c: &mut impl Connection, org: OrgId, lot: &NewLot<'_>) -> Result<i64, DbError> {
-    Ok(dispatch!(c, |e| sqlx::query_scalar(
+pub async fn insert_lot(
+    c: &mut impl Connection,
+    org: OrgId,
+    lot: &NewLot<'_>,
+) -> Result<i64, DbError> {
+    Ok(dispatch!(c, |e| {
+        sqlx::query_scalar(
         "INSERT INTO point_lots (org_id, customer_id, program_id, kind, source, rule, \
          transaction_id, line_item_id, awarded, remaining, awarded_at, unlock_at, expires_at, \
          created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13) RETURNING id"
@@ -370,7 +374,8 @@ pub async fn insert_lot(c: &mut impl Connection, org: OrgId, lot: &NewLot<'_>) -
     .bind(lot.expires_at)
     .bind(lot.awarded_at)
     .fetch_one(e)
-    .await)?)
+    .await
+    })?)
 }
 
 pub async fn insert_entry(
@@ -601,4 +606,17 @@ pub async fn points_since(
     .bind(since)
     .fetch_one(e)
     .await)?)
+}
+
+pub async fn get_lot(
+    c: &mut impl Connection,
+    org: OrgId,
+    lot: i64,
+) -> Result<Option<LotRow>, DbError> {
+    let sql = format!("SELECT {LOT_COLUMNS} FROM point_lots WHERE org_id = $1 AND id = $2");
+    Ok(dispatch!(c, |e| sqlx::query_as::<_, LotRow>(&sql)
+        .bind(org.0)
+        .bind(lot)
+        .fetch_optional(e)
+        .await)?)
 }
