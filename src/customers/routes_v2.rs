@@ -227,11 +227,11 @@ pub async fn add(
     principal.require(Resource::Customer, Level::Write)?;
     let account = SourceAccount::parse(q.source.as_deref(), q.account_id.as_deref())?;
     let input = body.into_input(&account, country_code(&headers).as_deref())?;
-    let outcome = service::add_customer(&state.db, &principal, &input).await?;
+    let outcome = service::add_customer(&state.db, &state.programs, &principal, &input).await?;
     Ok(axum::Json(json!({
         "createdId": outcome.customer.0,
         "warnings": outcome.warnings,
-        "sideEffects": [],
+        "sideEffects": outcome.side_effects,
     }))
     .into_response())
 }

@@ -17,6 +17,7 @@ use crate::db::{Connection, Db, Tx, now_millis};
 use crate::events::{self, NewEvent};
 use crate::fields;
 use crate::org::model::OrgId;
+use crate::programs::cache::ProgramCache;
 
 /// A non-fatal note about a successful write (v2 `warnings[]`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -38,6 +39,8 @@ pub struct AddOutcome {
     pub customer: CustomerId,
     pub created: bool,
     pub warnings: Vec<Warning>,
+    /// Loyalty outcomes of enrolment (registration points), in the v2 `sideEffects` shape.
+    pub side_effects: Vec<Value>,
 }
 
 /// A customer with its profiles and identifiers, as reads show it.
@@ -73,10 +76,11 @@ fn attribution(principal: &Principal) -> Attribution {
 /// - otherwise a new customer is created.
 pub async fn add_customer(
     db: &Db,
+    programs: &ProgramCache,
     principal: &Principal,
     input: &CustomerInput,
 ) -> Result<AddOutcome, CustomerError> {
-    register(db, principal, input, OnExisting::Update).await
+    register(db, programs, principal, input, OnExisting::Update).await
 }
 
 /// What a registration does when its identifiers already name a customer in the same source
@@ -96,6 +100,7 @@ const ADD_ATTEMPTS_MAX: u32 = 3;
 #[tracing::instrument(skip_all, fields(org = principal.org.0))]
 pub async fn register(
     db: &Db,
+    programs: &ProgramCache,
     principal: &Principal,
     input: &CustomerInput,
     on_existing: OnExisting,
@@ -105,7 +110,7 @@ pub async fn register(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match try_register(db, principal, input, on_existing).await {
+        match try_register(db, programs, principal, input, on_existing).await {
             Err(CustomerError::Db(e)) if e.is_unique_violation() && attempt < ADD_ATTEMPTS_MAX => {}
             // A racing registration can also commit between our lookups and our own profile
             // checks; a rerun sees it and takes the update path (or fails the same way again).
@@ -118,6 +123,7 @@ pub async fn register(
 
 async fn try_register(
     db: &Db,
+    programs: &ProgramCache,
     principal: &Principal,
     input: &CustomerInput,
     on_existing: OnExisting,
@@ -164,7 +170,7 @@ async fn try_register(
                 }
                 [owner] => {
                     attach_profiles(&mut tx, principal, *owner, input, 0).await?;
-                    AddOutcome { customer: *owner, created: false, warnings: Vec::new() }
+                    AddOutcome { customer: *owner, created: false, warnings: Vec::new(), side_effects: Vec::new() }
                 }
                 _ => return Err(conflict(&main.identifiers)),
             }
@@ -172,6 +178,29 @@ async fn try_register(
         [owner] => update_existing(&mut tx, principal, *owner, input).await?,
         _ => return Err(conflict(&main.identifiers)),
     };
+    let mut outcome = outcome;
+    if outcome.created && input.loyalty_type.unwrap_or(LoyaltyType::Loyalty) == LoyaltyType::Loyalty {
+        let till = principal.till.map(|t| t.0);
+        let awarded = crate::transactions::service::award_registration(
+            &mut tx,
+            programs,
+            org,
+            outcome.customer.0,
+            principal.store,
+            till,
+            now_millis(),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::transactions::model::TransactionError::Db(e) => CustomerError::Db(e),
+            other => CustomerError::Invalid(other.to_string()),
+        })?;
+        match awarded {
+            Ok(effects) => outcome.side_effects = effects.iter().map(|e| e.to_json(false)).collect(),
+            // Enrolment stands; the points that could not be awarded are a warning (00-platform §5.3).
+            Err(reason) => outcome.warnings.push(Warning::new(1010, &format!("Registration points not awarded: {reason}"))),
+        }
+    }
     tx.commit().await?;
     Ok(outcome)
 }
@@ -246,6 +275,7 @@ async fn update_existing(
             1014,
             "Customer already registered: details updated, identifiers unchanged",
         )],
+        side_effects: Vec::new(),
     })
 }
 
@@ -332,7 +362,7 @@ async fn create(
         payload: json!({"customerId": customer.0, "customer": after}),
     };
     events::raise(tx, org, Some(principal), event).await?;
-    Ok(AddOutcome { customer, created: true, warnings: Vec::new() })
+    Ok(AddOutcome { customer, created: true, warnings: Vec::new(), side_effects: Vec::new() })
 }
 
 /// Adds the profiles of `input` from index `from` on to `customer`, skipping source accounts it

@@ -1544,3 +1544,48 @@ pub async fn retro(
         evaluation_log: evaluated.log,
     })
 }
+
+/// Awards the program's `registration` rules to a customer who just enrolled, inside the
+/// registration's own transaction. A program that cannot be resolved or evaluated is reported
+/// back as a warning text: the registration itself must not fail because of it.
+pub async fn award_registration(
+    tx: &mut Tx,
+    programs: &ProgramCache,
+    org: OrgId,
+    customer: i64,
+    store: Option<StoreId>,
+    till: Option<i64>,
+    now: i64,
+) -> Result<Result<Vec<SideEffect>, String>, TransactionError> {
+    let Some(store) = store else { return Ok(Ok(Vec::new())) };
+    let program = match crate::programs::service::program_for_store(programs, tx, org, store.0).await {
+        Ok(p) => p,
+        Err(crate::programs::model::ProgramError::Db(e)) => return Err(e.into()),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let scope = Scope { org, customer, program: program.id.0, till, now };
+    let account = ledger::open_account(tx, scope).await?;
+    let (tz, _) = store_locale(tx, org, store).await?;
+    let facts = customer_facts(tx, org, customer, &program, &account).await?;
+    let outcomes = program.evaluate_registration(&facts);
+    let expires_at = program.points_expiry(now, tz);
+    let unlock_at = program.unlock_at(now);
+    let mut awarded = Fixed::ZERO;
+    let mut rules = Vec::new();
+    for outcome in outcomes.iter().filter(|o| o.matched) {
+        let Some(points) = Fixed::from_decimal(outcome.points).filter(|p| p.is_positive()) else { continue };
+        ledger::award(tx, scope, &Award { points, source: "REGISTRATION", rule: &outcome.rule, transaction_id: None, line_item_id: None, awarded_at: now, unlock_at, expires_at }).await?;
+        awarded = awarded + points;
+        rules.push(outcome.rule.clone());
+    }
+    let mut effects = Vec::new();
+    if awarded.is_positive() {
+        effects.push(SideEffect::Points { program_id: program.id.0, points: awarded, awarded_at: now, expires_at, promised: unlock_at.is_some(), rules });
+        events::raise(tx, org, None, NewEvent { event_type: "points.awarded", entity_type: "CUSTOMER", entity_id: customer,
+            payload: json!({"customerId": customer, "programId": program.id.0, "points": awarded.to_f64(), "reason": "registration"}) }).await?;
+    }
+    if let Some(change) = upgrade_tier(tx, &program, scope, tz, None).await? {
+        effects.push(change);
+    }
+    Ok(Ok(effects))
+}
