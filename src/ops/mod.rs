@@ -107,5 +107,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::fields::ApiDoc::openapi());
     doc.merge(crate::customers::images::ApiDoc::openapi());
     doc.merge(crate::labels::ApiDoc::openapi());
+    doc.merge(crate::programs::ApiDoc::openapi());
     doc
 }
