@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `migrate` and `org create`.
+//! The command line: `serve` (default), `migrate`, `org create` and `program apply`.
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +7,14 @@ use clap::{Parser, Subcommand};
 use crate::app::{App, AppState};
 use crate::config::{Overrides, Settings};
 use crate::db::{self, Db};
-use crate::org::model::NewOrg;
+use crate::org::model::{NewOrg, OrgId};
 use crate::org::service::{ProvisionedOrg, provision_org};
 use crate::org::store::no_orgs_exist;
+use crate::programs::{
+    self,
+    cache::ProgramCache,
+    service::{DocumentFormat, SaveTarget},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,7 +50,28 @@ pub enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
+    /// Manage loyalty programs.
+    Program {
+        #[command(subcommand)]
+        command: ProgramCommand,
+    },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum ProgramCommand {
+    /// Create or replace (by its name) a program of an org from a JSON or YAML document; prints
+    /// `{"id": …, "version": …, "created": …}`.
+    Apply {
+        /// The org id.
+        #[arg(long)]
+        org: i64,
+        /// The program document: `.json`, `.yaml`/`.yml`, or either (JSON is tried first).
+        file: PathBuf,
+    },
+}
+
+/// Largest program document file `program apply` reads, in bytes.
+pub const PROGRAM_FILE_BYTES_MAX: u64 = 1024 * 1024;
 
 #[derive(Debug, Subcommand)]
 pub enum OrgCommand {
@@ -101,7 +127,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some(Command::Program { command: ProgramCommand::Apply { org, file } }) => {
+            apply_program(&settings, OrgId(org), &file).await
+        }
     }
+}
+
+/// `perks program apply --org ID FILE`: the same validation as the admin API.
+async fn apply_program(settings: &Settings, org: OrgId, file: &Path) -> anyhow::Result<()> {
+    let size = std::fs::metadata(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+        .len();
+    if size > PROGRAM_FILE_BYTES_MAX {
+        anyhow::bail!("{} is larger than {PROGRAM_FILE_BYTES_MAX} bytes", file.display());
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let doc = programs::service::parse_document(&text, DocumentFormat::from_path(file))?;
+    let db = Db::connect(settings).await?;
+    db::migrate(&db).await?;
+    let result = async {
+        let mut conn = db.read().await?;
+        let exists = crate::org::store::get_org(&mut conn, org).await?.is_some();
+        drop(conn);
+        if !exists {
+            anyhow::bail!("org {} not found", org.0);
+        }
+        let cache = ProgramCache::default();
+        let saved =
+            programs::service::save_program(&db, &cache, org, None, SaveTarget::ByName, doc)
+                .await?;
+        Ok(saved)
+    }
+    .await;
+    db.close().await;
+    let saved = result?;
+    println!(
+        "{}",
+        serde_json::json!({"id": saved.id.0, "version": saved.version, "created": saved.created})
+    );
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

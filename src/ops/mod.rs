@@ -108,5 +108,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::customers::images::ApiDoc::openapi());
     doc.merge(crate::labels::ApiDoc::openapi());
     doc.merge(crate::transactions::ApiDoc::openapi());
+    doc.merge(crate::programs::ApiDoc::openapi());
     doc
 }

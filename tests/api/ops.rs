@@ -63,6 +63,8 @@ async fn openapi_lists_every_route(backend: Backend) {
         "/v2/organization/hierarchy",
         "/v2/locations",
         "/x/perks/v1/org",
+        "/x/perks/v1/programs",
+        "/x/perks/v1/programs/{id}",
         "/healthz",
         "/readyz",
         "/metrics",
