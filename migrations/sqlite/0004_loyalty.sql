@@ -117,6 +117,9 @@ CREATE TABLE point_lots (
     line_item_id    BIGINT REFERENCES transaction_line_items (id),
     awarded         BIGINT NOT NULL,
     remaining       BIGINT NOT NULL,
+    -- What returns of the lot's bill have taken back on this lot's account so far (the points
+    -- themselves may have come from other lots if this one was already spent).
+    reversed        BIGINT NOT NULL DEFAULT 0,
     awarded_at      BIGINT NOT NULL,
     unlock_at       BIGINT,
     expires_at      BIGINT,

@@ -406,7 +406,9 @@ async fn add_one(
     item: &Value,
 ) -> Result<Value, ApiError> {
     let input = parse_add(item, country)?;
-    let outcome = service::register(&state.db, &state.programs, principal, &input, OnExisting::Reject).await?;
+    let outcome =
+        service::register(&state.db, &state.programs, principal, &input, OnExisting::Reject)
+            .await?;
     let mut conn = state.db.read().await?;
     let view = service::load(&mut conn, principal.org, outcome.customer)
         .await?

@@ -170,7 +170,12 @@ async fn try_register(
                 }
                 [owner] => {
                     attach_profiles(&mut tx, principal, *owner, input, 0).await?;
-                    AddOutcome { customer: *owner, created: false, warnings: Vec::new(), side_effects: Vec::new() }
+                    AddOutcome {
+                        customer: *owner,
+                        created: false,
+                        warnings: Vec::new(),
+                        side_effects: Vec::new(),
+                    }
                 }
                 _ => return Err(conflict(&main.identifiers)),
             }
@@ -179,7 +184,8 @@ async fn try_register(
         _ => return Err(conflict(&main.identifiers)),
     };
     let mut outcome = outcome;
-    if outcome.created && input.loyalty_type.unwrap_or(LoyaltyType::Loyalty) == LoyaltyType::Loyalty {
+    if outcome.created && input.loyalty_type.unwrap_or(LoyaltyType::Loyalty) == LoyaltyType::Loyalty
+    {
         let till = principal.till.map(|t| t.0);
         let awarded = crate::transactions::service::award_registration(
             &mut tx,
@@ -196,9 +202,13 @@ async fn try_register(
             other => CustomerError::Invalid(other.to_string()),
         })?;
         match awarded {
-            Ok(effects) => outcome.side_effects = effects.iter().map(|e| e.to_json(false)).collect(),
+            Ok(effects) => {
+                outcome.side_effects = effects.iter().map(|e| e.to_json(false)).collect()
+            }
             // Enrolment stands; the points that could not be awarded are a warning (00-platform §5.3).
-            Err(reason) => outcome.warnings.push(Warning::new(1010, &format!("Registration points not awarded: {reason}"))),
+            Err(reason) => outcome
+                .warnings
+                .push(Warning::new(1010, format!("Registration points not awarded: {reason}"))),
         }
     }
     tx.commit().await?;

@@ -56,13 +56,14 @@ pub struct LotRow {
     pub line_item_id: Option<i64>,
     pub awarded: i64,
     pub remaining: i64,
+    pub reversed: i64,
     pub awarded_at: i64,
     pub unlock_at: Option<i64>,
     pub expires_at: Option<i64>,
 }
 
 const LOT_COLUMNS: &str = "id, customer_id, program_id, kind, source, rule, transaction_id, \
-    line_item_id, awarded, remaining, awarded_at, unlock_at, expires_at";
+    line_item_id, awarded, remaining, reversed, awarded_at, unlock_at, expires_at";
 
 /// A lot about to be created.
 #[derive(Clone, Debug)]
@@ -619,4 +620,23 @@ pub async fn get_lot(
         .bind(lot)
         .fetch_optional(e)
         .await)?)
+}
+
+/// Adds to what returns have taken back on a lot's account.
+pub async fn add_reversed(
+    c: &mut impl Connection,
+    org: OrgId,
+    lot: i64,
+    delta: i64,
+) -> Result<(), DbError> {
+    dispatch!(c, |e| sqlx::query(
+        "UPDATE point_lots SET reversed = reversed + $3 WHERE org_id = $1 AND id = $2"
+    )
+    .bind(org.0)
+    .bind(lot)
+    .bind(delta)
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
 }

@@ -587,7 +587,6 @@ struct ReturnPlan {
     return_type: ReturnType,
     /// Money returned by this return.
     amount: Fixed,
-    returned_before: Fixed,
     returned_after: Fixed,
     state_after: &'static str,
     lines: Vec<ReturnedLine>,
@@ -619,7 +618,6 @@ fn plan_return(
     let mut plan = ReturnPlan {
         return_type,
         amount: Fixed::ZERO,
-        returned_before,
         returned_after: returned_before,
         state_after: return_type.as_str(),
         lines: Vec::new(),
@@ -869,20 +867,55 @@ async fn evaluate(
         c,
         org,
         txn.id,
-        Some(program.id.0),
-        "DONE",
-        net.0,
-        &effects_json,
-        &log_json,
+        &store::EvaluationRecord {
+            program_id: Some(program.id.0),
+            loyalty_status: "DONE",
+            points: net.0,
+            side_effects: &effects_json,
+            evaluation_log: &log_json,
+        },
     )
     .await?;
     Ok(Evaluated { program_id: Some(program.id.0), points: net, side_effects, log })
 }
 
-/// Takes back what the returned part of the sale earned, lot by lot: line-item lots in proportion
-/// to the returned quantity of their line, bill lots in proportion to the returned amount. The
-/// proportions are cumulative over the sale's returns, so a sale returned in parts gives back
-/// exactly what it earned and never more.
+/// `total * num / den`, rounded half up to a multiple of `unit` (all in ten-thousandths).
+fn share(total: i64, num: i64, den: i64, unit: i64) -> i64 {
+    if den <= 0 || unit <= 0 {
+        return 0;
+    }
+    let scaled = i128::from(total) * i128::from(num);
+    let divisor = i128::from(den) * i128::from(unit);
+    let units = (2 * scaled + divisor) / (2 * divisor);
+    i64::try_from(units * i128::from(unit)).unwrap_or(i64::MAX)
+}
+
+/// Splits `total` over lots in proportion to their awards: floor shares first, then what the
+/// floors leave, one ten-thousandth at a time, to the first lots with room.
+fn apportion(total: i64, weights: &[i64]) -> Vec<i64> {
+    let sum: i64 = weights.iter().sum();
+    if sum <= 0 {
+        return vec![0; weights.len()];
+    }
+    let mut parts: Vec<i64> = weights.iter().map(|w| Fixed(*w).prorate(total, sum).0).collect();
+    let mut left = total - parts.iter().sum::<i64>();
+    for (part, weight) in parts.iter_mut().zip(weights) {
+        if left <= 0 {
+            break;
+        }
+        let room = (*weight - *part).clamp(0, left);
+        *part += room;
+        left -= room;
+    }
+    parts
+}
+
+/// Takes back what the returned part of the sale earned. A line-item lot gives back its share
+/// of the returned quantity of its line; the other lots together give back their share of the
+/// returned amount (line-item lots too, for amount and full returns), split over them by size.
+/// Shares are cumulative over the sale's returns (each lot remembers what was taken back on its
+/// account) and rounded to the program's point decimals, so a sale returned in parts gives back
+/// exactly what it earned, never more.
 #[allow(clippy::too_many_arguments)]
 async fn reverse_points(
     c: &mut Tx,
@@ -896,41 +929,76 @@ async fn reverse_points(
     if !ctx.settings.points_return_enabled || !program.doc.returns.reverse_points {
         return Ok(Fixed::ZERO);
     }
-    let lots = points_store::lots_of_transaction(c, ctx.org, parent.id).await?;
-    let mut wanted = Vec::new();
-    for lot in lots
+    let decimals = program.doc.rounding.points_decimals.min(crate::points::model::SCALE_DIGITS);
+    let unit = 10_i64.pow(crate::points::model::SCALE_DIGITS - decimals);
+    let lots: Vec<_> = points_store::lots_of_transaction(c, ctx.org, parent.id)
+        .await?
         .into_iter()
         .filter(|l| l.customer_id == scope.customer && l.program_id == scope.program)
-    {
-        let awarded = Fixed(lot.awarded);
-        let (before, after) = match (lot.line_item_id, plan.return_type) {
-            // Nothing was returned before a full return (639 refuses it otherwise).
-            (_, ReturnType::Full) => (Fixed::ZERO, awarded),
+        .collect();
+    let full = plan.return_type == ReturnType::Full || plan.state_after == "FULL";
+    let mut wanted = Vec::new();
+    let mut by_amount = Vec::new();
+    for lot in lots {
+        match (lot.line_item_id, plan.return_type) {
             (Some(line_id), ReturnType::LineItem) => {
                 let Some(line) = plan.lines.iter().find(|l| l.parent_line.id == line_id) else {
                     continue;
                 };
-                let qty = line.parent_line.qty;
-                (
-                    awarded.prorate(line.parent_line.returned_qty, qty),
-                    awarded.prorate(line.qty_after.0, qty),
-                )
+                let target = if line.qty_after.0 >= line.parent_line.qty {
+                    lot.awarded
+                } else {
+                    share(lot.awarded, line.qty_after.0, line.parent_line.qty, unit)
+                };
+                let amount = (target.min(lot.awarded) - lot.reversed).max(0);
+                if amount > 0 {
+                    wanted.push((lot, Fixed(amount)));
+                }
             }
-            _ if plan.state_after == "FULL" => {
-                (awarded.prorate(plan.returned_before.0, parent.amount), awarded)
-            }
-            _ => (
-                awarded.prorate(plan.returned_before.0, parent.amount),
-                awarded.prorate(plan.returned_after.0, parent.amount),
-            ),
-        };
-        let amount = after - before;
-        if amount.is_positive() {
-            wanted.push((lot, amount));
+            _ => by_amount.push(lot),
+        }
+    }
+    // The amount-proportional lots: their total target, split by award size, less what each
+    // already gave back; the split is then nudged so that the deltas add up to the total exactly.
+    let awarded: i64 = by_amount.iter().map(|l| l.awarded).sum();
+    let target =
+        if full { awarded } else { share(awarded, plan.returned_after.0, parent.amount, unit) };
+    let already: i64 = by_amount.iter().map(|l| l.reversed).sum();
+    let total = (target - already).max(0);
+    let weights: Vec<i64> = by_amount.iter().map(|l| l.awarded).collect();
+    let targets = apportion(target, &weights);
+    let mut deltas: Vec<i64> = by_amount
+        .iter()
+        .zip(&targets)
+        .map(|(l, t)| (t.min(&l.awarded) - l.reversed).max(0))
+        .collect();
+    let mut excess = deltas.iter().sum::<i64>() - total;
+    for delta in deltas.iter_mut().rev() {
+        if excess <= 0 {
+            break;
+        }
+        let cut = (*delta).min(excess);
+        *delta -= cut;
+        excess -= cut;
+    }
+    for (delta, lot) in deltas.iter_mut().zip(&by_amount) {
+        if excess >= 0 {
+            break;
+        }
+        let room = (lot.awarded - lot.reversed - *delta).clamp(0, -excess);
+        *delta += room;
+        excess += room;
+    }
+    for (lot, delta) in by_amount.into_iter().zip(deltas) {
+        if delta > 0 {
+            wanted.push((lot, Fixed(delta)));
         }
     }
     if wanted.is_empty() {
         return Ok(Fixed::ZERO);
+    }
+    for (lot, amount) in &wanted {
+        points_store::add_reversed(c, ctx.org, lot.id, amount.0).await?;
     }
     let meta = EntryMeta {
         transaction_id: Some(txn.id),
@@ -1202,17 +1270,15 @@ pub async fn process_pending(
                 drop(tx);
                 tracing::warn!(org = org.0, transaction = id, error = %e, "queued transaction evaluation failed");
                 let mut tx = db.begin_write().await?;
-                store::set_evaluation(
-                    &mut tx,
-                    org,
-                    *id,
-                    None,
-                    "FAILED",
-                    0,
-                    "[]",
-                    &json!([{"error": e.to_string()}]).to_string(),
-                )
-                .await?;
+                let log = json!([{"error": e.to_string()}]).to_string();
+                let record = store::EvaluationRecord {
+                    program_id: None,
+                    loyalty_status: "FAILED",
+                    points: 0,
+                    side_effects: "[]",
+                    evaluation_log: &log,
+                };
+                store::set_evaluation(&mut tx, org, *id, &record).await?;
                 tx.commit().await?;
             }
         }
@@ -1234,7 +1300,6 @@ async fn replay_plan(
     // Later returns of the same sale are already counted in the parent; only this one's share
     // is taken back here, measured from the amounts before it.
     let returned_after = Fixed(parent.returned_amount);
-    let returned_before = returned_after - Fixed(txn.amount);
     let mut lines = Vec::new();
     for rl in return_lines {
         if let Some(pl) = rl.parent_line_id.and_then(|id| parent_lines.iter().find(|l| l.id == id))
@@ -1254,7 +1319,6 @@ async fn replay_plan(
     Ok(ReturnPlan {
         return_type,
         amount: Fixed(txn.amount),
-        returned_before,
         returned_after,
         state_after: if full { "FULL" } else { return_type.as_str() },
         lines,
@@ -1294,7 +1358,12 @@ pub async fn update_fields(
     let delivery = update.delivery_status.unwrap_or_else(|| txn.delivery_status.clone());
     let mut tx = db.begin_write().await?;
     let till = principal.till.map(|t| t.0);
-    store::update_fields(&mut tx, org, txn.id, &delivery, &extended, &custom, till, now).await?;
+    let fields = store::EditableFields {
+        delivery_status: &delivery,
+        extended_fields: &extended,
+        custom_fields: &custom,
+    };
+    store::update_fields(&mut tx, org, txn.id, &fields, till, now).await?;
     let stored_lines = store::lines(&mut tx, org, txn.id).await?;
     for (line_id, fields) in update.lines {
         let stored = stored_lines
@@ -1558,11 +1627,12 @@ pub async fn award_registration(
     now: i64,
 ) -> Result<Result<Vec<SideEffect>, String>, TransactionError> {
     let Some(store) = store else { return Ok(Ok(Vec::new())) };
-    let program = match crate::programs::service::program_for_store(programs, tx, org, store.0).await {
-        Ok(p) => p,
-        Err(crate::programs::model::ProgramError::Db(e)) => return Err(e.into()),
-        Err(e) => return Ok(Err(e.to_string())),
-    };
+    let program =
+        match crate::programs::service::program_for_store(programs, tx, org, store.0).await {
+            Ok(p) => p,
+            Err(crate::programs::model::ProgramError::Db(e)) => return Err(e.into()),
+            Err(e) => return Ok(Err(e.to_string())),
+        };
     let scope = Scope { org, customer, program: program.id.0, till, now };
     let account = ledger::open_account(tx, scope).await?;
     let (tz, _) = store_locale(tx, org, store).await?;
@@ -1573,14 +1643,37 @@ pub async fn award_registration(
     let mut awarded = Fixed::ZERO;
     let mut rules = Vec::new();
     for outcome in outcomes.iter().filter(|o| o.matched) {
-        let Some(points) = Fixed::from_decimal(outcome.points).filter(|p| p.is_positive()) else { continue };
-        ledger::award(tx, scope, &Award { points, source: "REGISTRATION", rule: &outcome.rule, transaction_id: None, line_item_id: None, awarded_at: now, unlock_at, expires_at }).await?;
+        let Some(points) = Fixed::from_decimal(outcome.points).filter(|p| p.is_positive()) else {
+            continue;
+        };
+        ledger::award(
+            tx,
+            scope,
+            &Award {
+                points,
+                source: "REGISTRATION",
+                rule: &outcome.rule,
+                transaction_id: None,
+                line_item_id: None,
+                awarded_at: now,
+                unlock_at,
+                expires_at,
+            },
+        )
+        .await?;
         awarded = awarded + points;
         rules.push(outcome.rule.clone());
     }
     let mut effects = Vec::new();
     if awarded.is_positive() {
-        effects.push(SideEffect::Points { program_id: program.id.0, points: awarded, awarded_at: now, expires_at, promised: unlock_at.is_some(), rules });
+        effects.push(SideEffect::Points {
+            program_id: program.id.0,
+            points: awarded,
+            awarded_at: now,
+            expires_at,
+            promised: unlock_at.is_some(),
+            rules,
+        });
         events::raise(tx, org, None, NewEvent { event_type: "points.awarded", entity_type: "CUSTOMER", entity_id: customer,
             payload: json!({"customerId": customer, "programId": program.id.0, "points": awarded.to_f64(), "reason": "registration"}) }).await?;
     }

@@ -381,16 +381,22 @@ pub async fn mark_line_returned(
     Ok(())
 }
 
+/// The outcome of a transaction's loyalty evaluation, as stored on it.
+#[derive(Clone, Copy, Debug)]
+pub struct EvaluationRecord<'a> {
+    pub program_id: Option<i64>,
+    pub loyalty_status: &'a str,
+    pub points: i64,
+    pub side_effects: &'a str,
+    pub evaluation_log: &'a str,
+}
+
 /// Stores the outcome of the loyalty evaluation of a transaction.
 pub async fn set_evaluation(
     c: &mut impl Connection,
     org: OrgId,
     transaction: i64,
-    program: Option<i64>,
-    loyalty_status: &str,
-    points: i64,
-    side_effects: &str,
-    evaluation_log: &str,
+    record: &EvaluationRecord<'_>,
 ) -> Result<(), DbError> {
     dispatch!(c, |e| sqlx::query(
         "UPDATE transactions SET program_id = $3, loyalty_status = $4, points = $5, \
@@ -398,15 +404,23 @@ pub async fn set_evaluation(
     )
     .bind(org.0)
     .bind(transaction)
-    .bind(program)
-    .bind(loyalty_status)
-    .bind(points)
-    .bind(side_effects)
-    .bind(evaluation_log)
+    .bind(record.program_id)
+    .bind(record.loyalty_status)
+    .bind(record.points)
+    .bind(record.side_effects)
+    .bind(record.evaluation_log)
     .execute(e)
     .await
     .map(|r| r.rows_affected()))?;
     Ok(())
+}
+
+/// The editable parts of a transaction, as JSON text.
+#[derive(Clone, Copy, Debug)]
+pub struct EditableFields<'a> {
+    pub delivery_status: &'a str,
+    pub extended_fields: &'a str,
+    pub custom_fields: &'a str,
 }
 
 /// Replaces the editable parts of a transaction (fields and delivery status).
@@ -414,9 +428,7 @@ pub async fn update_fields(
     c: &mut impl Connection,
     org: OrgId,
     transaction: i64,
-    delivery_status: &str,
-    extended_fields: &str,
-    custom_fields: &str,
+    fields: &EditableFields<'_>,
     till: Option<i64>,
     now: i64,
 ) -> Result<(), DbError> {
@@ -426,9 +438,9 @@ pub async fn update_fields(
     )
     .bind(org.0)
     .bind(transaction)
-    .bind(delivery_status)
-    .bind(extended_fields)
-    .bind(custom_fields)
+    .bind(fields.delivery_status)
+    .bind(fields.extended_fields)
+    .bind(fields.custom_fields)
     .bind(till)
     .bind(now)
     .execute(e)

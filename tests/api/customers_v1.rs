@@ -122,7 +122,7 @@ async fn add_registers_customers_in_json_and_xml(backend: Backend) {
     assert_eq!(c["registered_on"], "2024-01-02 10:11:12");
     assert_eq!(c["custom_fields"], json!({"field": [{"name": "colour", "value": "blue"}]}));
     assert_eq!(c["extended_fields"], json!({"field": [{"name": "gender", "value": "Female"}]}));
-    assert_eq!(c["loyalty_points"], 0);
+    assert_eq!(c["loyalty_points"], 0.0);
     assert_eq!(c["transactions"], json!({"transaction": []}));
     assert_eq!(c["coupons"], json!({"coupon": []}));
     assert!(c["registered_store"]["code"].is_string());
