@@ -26,6 +26,26 @@ pub struct AccountRow {
 }
 
 impl AccountRow {
+    /// The standing of a customer who has no account in the program yet.
+    pub fn empty(customer_id: i64, program_id: i64, now: i64) -> AccountRow {
+        AccountRow {
+            customer_id,
+            program_id,
+            tier_number: 1,
+            tier_since: now,
+            tier_expires_at: None,
+            current_points: 0,
+            promised_points: 0,
+            lifetime_points: 0,
+            redeemed_points: 0,
+            expired_points: 0,
+            returned_points: 0,
+            adjusted_points: 0,
+            lifetime_purchases: 0,
+            visits: 0,
+        }
+    }
+
     pub fn balances(&self) -> Balances {
         Balances {
             current: self.current_points,

@@ -1,6 +1,7 @@
 //! Transactions (bills): sales, returns, not-interested bills and exchanges; their validation,
 //! storage and loyalty evaluation, and the v1.1 and v2 transaction APIs.
 
+pub mod dry_run;
 pub mod model;
 pub mod routes_v1;
 pub mod routes_v2;
@@ -53,5 +54,6 @@ pub fn router() -> Router<AppState> {
     routes_v1::add_with_local_currency,
     routes_v1::update,
     routes_v1::get,
+    dry_run::dry_run,
 ))]
 pub struct ApiDoc;

@@ -1181,6 +1181,36 @@ fn bill_facts(
     }
 }
 
+/// What rules see of a bill that is not stored (dry runs): the sale lines only.
+pub fn facts_of_input(input: &BillInput, store_code: &str) -> BillFacts {
+    BillFacts {
+        amount: input.amount.to_f64(),
+        gross_amount: input.gross_amount.to_f64(),
+        discount: input.discount.to_f64(),
+        bill_number: input.bill_number.clone(),
+        billing_date: super::time::iso_utc(input.billing_at),
+        source: "INSTORE".into(),
+        store: store_code.to_string(),
+        extended_fields: input.extended_fields.clone(),
+        custom_fields: input.custom_fields.clone(),
+        line_items: input
+            .line_items
+            .iter()
+            .filter(|l| !l.is_return)
+            .map(|l| ItemFacts {
+                item_code: l.item_code.clone(),
+                qty: l.qty.to_f64(),
+                rate: l.rate.to_f64(),
+                value: l.value.to_f64(),
+                amount: l.amount.to_f64(),
+                discount: l.discount.to_f64(),
+                extended_fields: l.extended_fields.clone(),
+                custom_fields: l.custom_fields.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// What rules see of the customer, in this program, before the bill.
 pub async fn customer_facts(
     c: &mut impl Connection,
