@@ -15,3 +15,4 @@ mod labels;
 mod migrations;
 mod ops;
 mod org;
+mod programs;
