@@ -17,7 +17,8 @@
 //! - [`audit`]: the audit record every write leaves in its own transaction.
 //! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
-//! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates.
+//! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates, the
+//!   compiled-program cache and the `/x/perks/v1/programs` admin API.
 //! - [`jobs`]: background jobs of a running server.
 
 pub mod app;
