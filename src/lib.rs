@@ -18,7 +18,8 @@
 //! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
 //! - [`points`]: fixed-point amounts, the ledger of lots and entries, and balances.
-//! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates.
+//! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates, the
+//!   compiled-program cache and the `/x/perks/v1/programs` admin API.
 //! - [`transactions`]: bills, returns and exchanges, their loyalty evaluation, and their APIs.
 //! - [`jobs`]: background jobs of a running server.
 

@@ -813,6 +813,44 @@ mod tests {
     }
 
     #[test]
+    fn long_chains_do_not_exhaust_the_stack() {
+        let sum = vec!["1"; 2040].join("+");
+        let nots = format!("{}true", "!".repeat(4000));
+        let negs = format!("{}1", "-".repeat(4000));
+        let selects = format!("bill{}", ".extendedFields".repeat(250));
+        let ands = vec!["true"; 800].join(" && ");
+        for (when, points) in [
+            (None, sum.as_str()),
+            (Some(nots.as_str()), "1"),
+            (None, negs.as_str()),
+            (Some(ands.as_str()), "1"),
+            (Some(selects.as_str()), "1"),
+        ] {
+            let handle = std::thread::Builder::new()
+                .stack_size(2 * 1024 * 1024)
+                .spawn({
+                    let when = when.map(str::to_string);
+                    let points = points.to_string();
+                    move || {
+                        let mut doc = sample_doc();
+                        doc.earn[0].when = when;
+                        doc.earn[0].points = points;
+                        let _ = compile(doc);
+                        // A long but shallow expression is fine.
+                        let mut doc = sample_doc();
+                        doc.earn[0].points = vec!["1"; 90].join("+");
+                        compile(doc).unwrap();
+                    }
+                })
+                .unwrap();
+            handle.join().unwrap();
+        }
+        let (field, reason) = refused(|d| d.earn[0].points = vec!["1"; 2040].join("+"));
+        assert_eq!(field, "earn[0].points");
+        assert!(reason.contains("nested"), "{reason}");
+    }
+
+    #[test]
     fn compiled_programs_can_be_shared_between_threads() {
         fn assert_send_sync<T: Send + Sync + 'static>() {}
         assert_send_sync::<CompiledProgram>();

@@ -22,6 +22,9 @@ use super::model::{EarnTrigger, ProgramError};
 pub const EXPRESSION_LENGTH_MAX: usize = 4096;
 /// Deepest nesting of brackets in an expression (the parser and evaluator recurse).
 pub const EXPRESSION_NESTING_MAX: usize = 32;
+/// Deepest syntax tree of an expression (e.g. a chain of 200 additions is 200 deep): evaluation
+/// recurses once per level, and must stay well inside a worker thread's stack.
+pub const EXPRESSION_DEPTH_MAX: usize = 100;
 
 const BILL_FIELDS: &[&str] = &[
     "amount",
@@ -151,6 +154,15 @@ pub fn compile(
         ProgramError::invalid(field, reason)
     })?;
 
+    if depth(program.expression()) > EXPRESSION_DEPTH_MAX {
+        return Err(ProgramError::invalid(
+            field,
+            format!(
+                "more than {EXPRESSION_DEPTH_MAX} operations nested in one another: split the \
+                 expression into several rules"
+            ),
+        ));
+    }
     let mut walk = Walk {
         field,
         source,
@@ -199,6 +211,49 @@ fn check_nesting(field: &str, source: &str) -> Result<(), ProgramError> {
         }
     }
     Ok(())
+}
+
+/// The depth of a syntax tree, measured without recursion.
+fn depth(root: &IdedExpr) -> usize {
+    let mut deepest = 0;
+    let mut pending: Vec<(&IdedExpr, usize)> = vec![(root, 1)];
+    while let Some((e, d)) = pending.pop() {
+        deepest = deepest.max(d);
+        if d > EXPRESSION_DEPTH_MAX {
+            break;
+        }
+        let next = d + 1;
+        match &e.expr {
+            Expr::Call(call) => {
+                pending.extend(call.target.iter().map(|t| (t.as_ref(), next)));
+                pending.extend(call.args.iter().map(|a| (a, next)));
+            }
+            Expr::Select(select) => pending.push((&select.operand, next)),
+            Expr::Comprehension(c) => {
+                for part in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                    pending.push((part, next));
+                }
+            }
+            Expr::List(list) => pending.extend(list.elements.iter().map(|x| (x, next))),
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    if let cel::common::ast::EntryExpr::MapEntry(m) = &entry.expr {
+                        pending.push((&m.key, next));
+                        pending.push((&m.value, next));
+                    }
+                }
+            }
+            Expr::Struct(s) => {
+                for entry in &s.entries {
+                    if let cel::common::ast::EntryExpr::StructField(f) = &entry.expr {
+                        pending.push((&f.value, next));
+                    }
+                }
+            }
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+    deepest
 }
 
 /// The static pass over the syntax tree.

@@ -78,6 +78,7 @@ fn parse_yaml(text: &str) -> Result<ProgramDoc, ProgramError> {
 /// The org's default program, inserting [`ProgramDoc::starter`] as it when the org has no program
 /// at all. Safe to call at any time (also concurrently: the name is unique per org).
 pub async fn ensure_default_program(tx: &mut Tx, org: OrgId) -> Result<ProgramId, DbError> {
+    store::lock_org_programs(tx, org).await?;
     let heads = store::program_heads(tx, org).await?;
     if let Some(head) = heads.iter().find(|h| h.is_default).or(heads.first()) {
         return Ok(ProgramId(head.id));
@@ -258,6 +259,7 @@ pub async fn save_program(
 ) -> Result<SavedProgram, ProgramError> {
     doc.name = doc.name.trim().to_string();
     let mut tx = db.begin_write().await?;
+    store::lock_org_programs(&mut tx, org).await?;
     let existing = match target {
         SaveTarget::New => None,
         SaveTarget::Replace(id) => {

@@ -1,6 +1,6 @@
 //! SQL for programs; every function is org-first.
 
-use crate::db::{Connection, DbError, now_millis};
+use crate::db::{Connection, DbError, Exec, now_millis};
 use crate::dispatch;
 use crate::org::model::OrgId;
 
@@ -31,6 +31,23 @@ pub struct ProgramHead {
 }
 
 const ROW_COLUMNS: &str = "id, name, is_default, version, document, created_at, updated_at";
+
+/// Serialises program writes of one org until the transaction ends, so that "the first program is
+/// the default" and "exactly one default" hold under concurrent writers. PostgreSQL locks the org
+/// row (`FOR NO KEY UPDATE`: inserts that reference the org are not blocked); SQLite needs
+/// nothing, its writes are already one at a time.
+pub async fn lock_org_programs(c: &mut impl Connection, org: OrgId) -> Result<(), DbError> {
+    match c.exec() {
+        Exec::Sqlite(_) => {}
+        Exec::Postgres(e) => {
+            sqlx::query("SELECT id FROM orgs WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(org.0)
+                .fetch_optional(e)
+                .await?;
+        }
+    }
+    Ok(())
+}
 
 /// Inserts a program at version 1 (not default: see [`set_default_program`]).
 pub async fn insert_program(
