@@ -48,7 +48,9 @@ pub async fn dry_run(
     let org = principal.org;
     let now = now_millis();
     let mut conn = state.db.read().await?;
-    let program = crate::programs::service::program_by_id(&state.programs, &mut conn, org, ProgramId(id)).await?;
+    let program =
+        crate::programs::service::program_by_id(&state.programs, &mut conn, org, ProgramId(id))
+            .await?;
     let store = match body.store_code.as_deref() {
         Some(code) => crate::org::store::find_store_by_code(&mut conn, org, code).await?,
         None => match principal.store {
@@ -56,16 +58,28 @@ pub async fn dry_run(
             None => crate::org::store::find_store_by_code(&mut conn, org, "main.store").await?,
         },
     }
-    .ok_or_else(|| ApiError::with_message(Code::InvalidStoreOrTill, "storeCode names no store of the org"))?;
-    let (tz, store_code) = service::store_locale(&mut conn, org, crate::org::model::StoreId(store.id)).await?;
+    .ok_or_else(|| {
+        ApiError::with_message(Code::InvalidStoreOrTill, "storeCode names no store of the org")
+    })?;
+    let (tz, store_code) =
+        service::store_locale(&mut conn, org, crate::org::model::StoreId(store.id)).await?;
     let customer = match body.customer_id {
-        Some(id) => crate::customers::store::get_customer(&mut conn, org, crate::customers::model::CustomerId(id))
-            .await?
-            .map(|c| c.id)
-            .ok_or_else(|| ApiError::new(Code::CustomerNotFound))?,
+        Some(id) => crate::customers::store::get_customer(
+            &mut conn,
+            org,
+            crate::customers::model::CustomerId(id),
+        )
+        .await?
+        .map(|c| c.id)
+        .ok_or_else(|| ApiError::new(Code::CustomerNotFound))?,
         None => {
-            let lookup = LookupQuery::new(body.source.clone(), body.account_id.clone(), body.identifier_name.clone(), body.identifier_value.clone());
-            lookup.resolve(&mut conn, org, None).await?.0 .0
+            let lookup = LookupQuery::new(
+                body.source.clone(),
+                body.account_id.clone(),
+                body.identifier_name.clone(),
+                body.identifier_value.clone(),
+            );
+            lookup.resolve(&mut conn, org, None).await?.0.0
         }
     };
     let input = body.bill.into_input(tz, false, now)?;
@@ -77,8 +91,16 @@ pub async fn dry_run(
     let facts = customer_facts(&mut conn, org, customer, &program, &account).await?;
     let bill = service::facts_of_input(&input, &store_code);
     let rules = program.evaluate_bill(&bill, &facts);
-    let total = rules.iter().filter(|r| r.matched).fold(rust_decimal::Decimal::ZERO, |a, r| a + r.points);
-    let mut metrics = service::tier_metrics(&mut conn, &program, crate::points::ledger::Scope { org, customer, program: program.id.0, till: None, now }, tz, &account).await?;
+    let total =
+        rules.iter().filter(|r| r.matched).fold(rust_decimal::Decimal::ZERO, |a, r| a + r.points);
+    let mut metrics = service::tier_metrics(
+        &mut conn,
+        &program,
+        crate::points::ledger::Scope { org, customer, program: program.id.0, till: None, now },
+        tz,
+        &account,
+    )
+    .await?;
     metrics.lifetime_purchases += input.amount.to_decimal();
     metrics.purchases_in_period += input.amount.to_decimal();
     metrics.lifetime_points += total;

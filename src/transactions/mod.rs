@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1.1/transaction/update", post(routes_v1::update))
         .route("/v1.1/transaction/get", get(routes_v1::get))
+        .route("/x/perks/v1/programs/{id}/dryRun", post(dry_run::dry_run))
 }
 
 #[derive(OpenApi)]

@@ -150,7 +150,12 @@ fn wire_line(index: usize, line: LineBody) -> Result<LineInput, TransactionError
 
 impl BillBody {
     /// Parses the body into a bill; amounts and dates are checked here.
-    pub(crate) fn into_input(self, tz: Tz, wall_clock: bool, now: i64) -> Result<BillInput, TransactionError> {
+    pub(crate) fn into_input(
+        self,
+        tz: Tz,
+        wall_clock: bool,
+        now: i64,
+    ) -> Result<BillInput, TransactionError> {
         let kind_text = self.kind.as_deref().unwrap_or_default();
         let kind = TransactionType::parse(kind_text).ok_or_else(|| {
             TransactionError::coded(Code::InvalidInput, format!("type '{kind_text}' must be REGULAR, RETURN, NOT_INTERESTED, NOT_INTERESTED_RETURN or MIXED"))

@@ -1447,70 +1447,68 @@ pub async fn renew_due_tiers(
             crate::programs::model::ProgramId(account.program_id),
         )
         .await?;
-        let Some(current) =
-            points_store::lock_account(&mut tx, org, account.customer_id, account.program_id)
-                .await?
-        else {
-            continue;
-        };
-        let Some(ended_at) = current.tier_expires_at.filter(|at| *at <= now) else { continue };
         let zone =
             crate::org::store::get_org(&mut tx, org).await?.map(|o| o.timezone).unwrap_or_default();
         let tz: Tz = zone.parse().unwrap_or(chrono_tz::UTC);
-        let scope = Scope {
-            org,
-            customer: current.customer_id,
-            program: current.program_id,
-            till: None,
-            now,
-        };
-        // The period that ended is measured, not the rolling window before `now`.
-        let metrics = period_metrics(&mut tx, scope, &current, ended_at).await?;
-        let tier = current.tier_number;
-        if program.renewal_met(&metrics) {
-            let expires_at = program.tier_expiry(ended_at, tz);
-            points_store::set_tier(
-                &mut tx,
+        // A server that was down for several periods catches up one period at a time.
+        for _ in 0..PERIODS_CAUGHT_UP_MAX {
+            let Some(current) =
+                points_store::lock_account(&mut tx, org, account.customer_id, account.program_id)
+                    .await?
+            else {
+                break;
+            };
+            let Some(ended_at) = current.tier_expires_at.filter(|at| *at <= now) else { break };
+            let scope = Scope {
                 org,
-                scope.customer,
-                scope.program,
-                tier,
-                ended_at,
-                expires_at,
-            )
-            .await?;
-            record_tier_change(&mut tx, &program, scope, "RENEWAL", tier, tier, None, expires_at)
-                .await?;
-        } else {
-            let target = program.downgrade_target(tier, &metrics).clamp(1, tier);
-            let expires_at = if target > 1 { program.tier_expiry(ended_at, tz) } else { None };
-            points_store::set_tier(
-                &mut tx,
-                org,
-                scope.customer,
-                scope.program,
-                target,
-                ended_at,
-                expires_at,
-            )
-            .await?;
-            if target != tier {
-                record_tier_change(
-                    &mut tx,
-                    &program,
-                    scope,
-                    "DOWNGRADE",
-                    tier,
-                    target,
-                    None,
-                    expires_at,
-                )
-                .await?;
-            }
+                customer: current.customer_id,
+                program: current.program_id,
+                till: None,
+                now,
+            };
+            end_tier_period(&mut tx, &program, scope, tz, &current, ended_at).await?;
         }
         tx.commit().await?;
     }
     Ok(due.len())
+}
+
+/// Tier periods one job run closes for one account, at most.
+const PERIODS_CAUGHT_UP_MAX: usize = 24;
+
+/// Closes a tier period that ended at `ended_at`: the tier is renewed when the period met the
+/// renewal criterion, else it falls (`oneDown` or `toQualifying`); the base tier never expires.
+async fn end_tier_period(
+    tx: &mut Tx,
+    program: &CompiledProgram,
+    scope: Scope,
+    tz: Tz,
+    current: &points_store::AccountRow,
+    ended_at: i64,
+) -> Result<(), TransactionError> {
+    // The period that ended is measured, not the rolling window before `now`.
+    let metrics = period_metrics(tx, scope, current, ended_at).await?;
+    let tier = current.tier_number;
+    let (target, change) = if program.renewal_met(&metrics) {
+        (tier, "RENEWAL")
+    } else {
+        (program.downgrade_target(tier, &metrics).clamp(1, tier), "DOWNGRADE")
+    };
+    let expires_at = if target > 1 { program.tier_expiry(ended_at, tz) } else { None };
+    points_store::set_tier(
+        tx,
+        scope.org,
+        scope.customer,
+        scope.program,
+        target,
+        ended_at,
+        expires_at,
+    )
+    .await?;
+    if target != tier || change == "RENEWAL" {
+        record_tier_change(tx, program, scope, change, tier, target, None, expires_at).await?;
+    }
+    Ok(())
 }
 
 /// Tier metrics over the tier period that ended at `ended_at` (from the tier's start).

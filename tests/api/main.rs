@@ -12,6 +12,7 @@ mod fields;
 mod idempotency;
 mod images;
 mod labels;
+mod loyalty;
 mod migrations;
 mod ops;
 mod org;
