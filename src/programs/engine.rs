@@ -74,6 +74,7 @@ pub struct RuleOutcome {
     pub line_item: Option<usize>,
     pub matched: bool,
     /// Rounded per the program's rounding; zero when not matched, never negative.
+    #[serde(with = "rust_decimal::serde::float")]
     pub points: Decimal,
     /// An evaluation failure (e.g. a missing field at bill time); the rule then awards nothing.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -119,6 +119,8 @@ async fn dry_run_explains_each_rule_and_writes_nothing(backend: Backend) {
     assert_eq!(data["totalPoints"], 120.0);
     assert_eq!(data["rules"][0]["rule"], "base");
     assert_eq!(data["rules"][0]["matched"], true);
+    assert_eq!(data["rules"][0]["points"], 120.0);
+    assert_eq!(data["rules"].as_array().unwrap().len(), 1, "registration rules are not bill rules");
     assert_eq!(data["tier"]["current"], "Bronze");
     assert_eq!(data["tier"]["after"], "Silver");
     assert!(data["pointsExpiryDate"].is_string());
