@@ -543,6 +543,33 @@ impl IdentifierQuery {
     }
 }
 
+/// The customer's 10 most recent bills, as v1.1 `customer/get` lists them.
+async fn recent_transactions(
+    conn: &mut impl Connection,
+    org: OrgId,
+    customer: i64,
+) -> Result<Value, ApiError> {
+    use crate::points::model::Fixed;
+    let (rows, _) =
+        crate::transactions::store::of_customer(conn, org, customer, &[], 0, 10).await?;
+    let mut list = Vec::with_capacity(rows.len());
+    for txn in rows {
+        let (tz, store_code) =
+            crate::transactions::service::store_locale(conn, org, StoreId(txn.store_id)).await?;
+        list.push(json!({
+            "id": txn.id,
+            "number": txn.bill_number,
+            "type": txn.kind,
+            "amount": Fixed(txn.amount).to_f64(),
+            "billing_time": crate::transactions::time::v1_time(txn.billing_at, tz),
+            "store": store_code,
+            "points": {"issued": Fixed(txn.points.max(0)).to_f64(), "redeemed": 0.0,
+                "returned": Fixed((-txn.points).max(0)).to_f64()},
+        }));
+    }
+    Ok(json!({"transaction": list}))
+}
+
 async fn customer_details(
     conn: &mut impl Connection,
     org: OrgId,
@@ -590,7 +617,7 @@ async fn customer_details(
         serde_json::from_str(&view.row.extended_fields).unwrap_or_default();
     fields.insert("custom_fields".into(), field_list(&profile_fields));
     fields.insert("extended_fields".into(), field_list(&extended));
-    fields.insert("transactions".into(), json!({"transaction": []}));
+    fields.insert("transactions".into(), recent_transactions(conn, org, view.row.id).await?);
     fields.insert("coupons".into(), json!({"coupon": []}));
     Ok(ok_item(fields, 1000, "Customer successfully retrieved"))
 }

@@ -160,6 +160,10 @@ async fn the_customer_read_shows_loyalty_fields(backend: Backend) {
     assert_eq!(item["loyalty_points"], 150.0, "{}", v1.body);
     assert_eq!(item["lifetime_purchases"], 1500.0);
     assert_eq!(item["current_slab"], "Base");
+    let recent = item["transactions"]["transaction"].as_array().unwrap();
+    assert_eq!(recent.len(), 2, "{}", v1.body);
+    assert_eq!(recent[0]["number"], "B-2", "newest first");
+    assert_eq!(recent[0]["points"]["issued"], 50.0);
 }
 
 async fn a_repeated_bill_number_is_604_and_never_awards_twice(backend: Backend) {
