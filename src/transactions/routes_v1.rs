@@ -32,10 +32,14 @@ fn fixed(value: i64) -> Value {
     json!(Fixed(value).to_f64())
 }
 
-/// The customer sub-object of an item (or the item itself, for flat bodies).
+/// The customer sub-object of an item (or the item itself, for flat bodies). The item's own `id`
+/// is the transaction's (a return's sale, an update's bill), never the customer's.
 fn customer_key(item: &Value, country: Option<&str>) -> Result<CustomerKey, ApiError> {
     let customer = item.get("customer").filter(|c| c.is_object());
-    key_from(|k| customer.and_then(|c| text(c, k)).or_else(|| text(item, k)), country)
+    key_from(
+        |k| customer.and_then(|c| text(c, k)).or_else(|| (k != "id").then(|| text(item, k))?),
+        country,
+    )
 }
 
 fn money(item: &Value, key: &str, code: Code) -> Result<Fixed, TransactionError> {
