@@ -559,6 +559,23 @@ async fn v1_transaction(
         "custom_fields": field_list(&serde_json::from_str(&txn.custom_fields).unwrap_or_default()),
         "item_status": item_status(true, 600, "Transaction retrieved successfully"),
     });
+    if let (Some(code), Some(local)) = (&txn.currency_code, txn.local_amount) {
+        // Bill-level money reads in the bill's currency (the stored base values scaled by the
+        // bill's own conversion); points and lines stay in the base currency.
+        let to_local = |base: i64| {
+            let scaled = Fixed(base)
+                .to_decimal()
+                .checked_mul(Fixed(local).to_decimal())
+                .and_then(|v| v.checked_div(Fixed(txn.amount).to_decimal()))
+                .and_then(Fixed::from_decimal);
+            fixed(scaled.unwrap_or(Fixed(base)).0)
+        };
+        out["currency_code"] = json!(code);
+        out["amount"] = fixed(local);
+        out["gross_amount"] = to_local(txn.gross_amount);
+        out["discount"] = to_local(txn.discount);
+        out["base_amount"] = fixed(txn.amount);
+    }
     if q.user_id.unwrap_or(false) {
         out["customer"] = json!({"user_id": txn.customer_id});
     }
