@@ -362,10 +362,17 @@ async fn target(
     let number = text(item, "number");
     let found = match (id, number) {
         (Some(id), _) => store::get(c, org, id).await?,
-        (None, Some(number)) => store::by_number(c, org, &number, &[], 50)
-            .await?
-            .into_iter()
-            .find(|t| customer.is_none() || t.customer_id == customer),
+        (None, Some(number)) => {
+            // A return carries its sale's number: the number names the sale (newest first),
+            // and a return only when there is nothing else.
+            let mut rows: Vec<TransactionRow> = store::by_number(c, org, &number, &[], 50)
+                .await?
+                .into_iter()
+                .filter(|t| customer.is_none() || t.customer_id == customer)
+                .collect();
+            rows.sort_by_key(|t| t.kind.ends_with("RETURN"));
+            rows.into_iter().next()
+        }
         (None, None) => return Err(ApiError::new(Code::NoTransactionId)),
     };
     found.ok_or_else(|| ApiError::new(Code::TransactionNotFound))
