@@ -228,6 +228,16 @@ async fn add_one(
     )
     .await
     .map_err(TransactionError::from)?;
+    for line in &mut input.line_items {
+        line.extended_fields = crate::fields::service::validate_extended_fields(
+            &mut conn,
+            org,
+            "LINEITEM",
+            &line.extended_fields,
+        )
+        .await
+        .map_err(TransactionError::from)?;
+    }
     if local_currency {
         let enabled = store::configs(&mut conn, org, &["CONF_CURRENCY_CONVERSION_ENABLE"])
             .await?
