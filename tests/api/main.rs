@@ -16,3 +16,4 @@ mod migrations;
 mod ops;
 mod org;
 mod transactions;
+mod transactions_v1;
