@@ -32,10 +32,14 @@ fn fixed(value: i64) -> Value {
     json!(Fixed(value).to_f64())
 }
 
-/// The customer sub-object of an item (or the item itself, for flat bodies).
+/// The customer sub-object of an item (or the item itself, for flat bodies). The item's own `id`
+/// is the transaction's (a return's sale, an update's bill), never the customer's.
 fn customer_key(item: &Value, country: Option<&str>) -> Result<CustomerKey, ApiError> {
     let customer = item.get("customer").filter(|c| c.is_object());
-    key_from(|k| customer.and_then(|c| text(c, k)).or_else(|| text(item, k)), country)
+    key_from(
+        |k| customer.and_then(|c| text(c, k)).or_else(|| (k != "id").then(|| text(item, k))?),
+        country,
+    )
 }
 
 fn money(item: &Value, key: &str, code: Code) -> Result<Fixed, TransactionError> {
@@ -224,6 +228,16 @@ async fn add_one(
     )
     .await
     .map_err(TransactionError::from)?;
+    for line in &mut input.line_items {
+        line.extended_fields = crate::fields::service::validate_extended_fields(
+            &mut conn,
+            org,
+            "LINEITEM",
+            &line.extended_fields,
+        )
+        .await
+        .map_err(TransactionError::from)?;
+    }
     if local_currency {
         let enabled = store::configs(&mut conn, org, &["CONF_CURRENCY_CONVERSION_ENABLE"])
             .await?
@@ -358,10 +372,17 @@ async fn target(
     let number = text(item, "number");
     let found = match (id, number) {
         (Some(id), _) => store::get(c, org, id).await?,
-        (None, Some(number)) => store::by_number(c, org, &number, &[], 50)
-            .await?
-            .into_iter()
-            .find(|t| customer.is_none() || t.customer_id == customer),
+        (None, Some(number)) => {
+            // A return carries its sale's number: the number names the sale (newest first),
+            // and a return only when there is nothing else.
+            let mut rows: Vec<TransactionRow> = store::by_number(c, org, &number, &[], 50)
+                .await?
+                .into_iter()
+                .filter(|t| customer.is_none() || t.customer_id == customer)
+                .collect();
+            rows.sort_by_key(|t| t.kind.ends_with("RETURN"));
+            rows.into_iter().next()
+        }
         (None, None) => return Err(ApiError::new(Code::NoTransactionId)),
     };
     found.ok_or_else(|| ApiError::new(Code::TransactionNotFound))
@@ -555,6 +576,23 @@ async fn v1_transaction(
         "custom_fields": field_list(&serde_json::from_str(&txn.custom_fields).unwrap_or_default()),
         "item_status": item_status(true, 600, "Transaction retrieved successfully"),
     });
+    if let (Some(code), Some(local)) = (&txn.currency_code, txn.local_amount) {
+        // Bill-level money reads in the bill's currency (the stored base values scaled by the
+        // bill's own conversion); points and lines stay in the base currency.
+        let to_local = |base: i64| {
+            let scaled = Fixed(base)
+                .to_decimal()
+                .checked_mul(Fixed(local).to_decimal())
+                .and_then(|v| v.checked_div(Fixed(txn.amount).to_decimal()))
+                .and_then(Fixed::from_decimal);
+            fixed(scaled.unwrap_or(Fixed(base)).0)
+        };
+        out["currency_code"] = json!(code);
+        out["amount"] = fixed(local);
+        out["gross_amount"] = to_local(txn.gross_amount);
+        out["discount"] = to_local(txn.discount);
+        out["base_amount"] = fixed(txn.amount);
+    }
     if q.user_id.unwrap_or(false) {
         out["customer"] = json!({"user_id": txn.customer_id});
     }

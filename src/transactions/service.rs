@@ -264,6 +264,9 @@ pub async fn add(
                 .await?,
         ),
         TransactionType::Mixed if request.input.line_items.iter().any(|l| l.is_return) => {
+            // The exchange is a new bill: its own number is unique like a sale's.
+            check_duplicate(&mut tx, &ctx, &request.input.bill_number, request.input.billing_at)
+                .await?;
             let number = request.input.parent_bill_number.clone().ok_or_else(|| {
                 TransactionError::coded(
                     Code::NumberToReturnNotSet,
