@@ -380,6 +380,21 @@ pub enum Mismatch {
     Lot { org: i64, lot: i64, remaining: i64, from_movements: i64 },
 }
 
+/// What [`verify_report`] found: how many accounts it recomputed and the differences.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Accounts (customer and program) whose balances were recomputed.
+    pub checked: u64,
+    /// At most the requested number of differences; empty when the ledger is consistent.
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl Verification {
+    pub fn is_ok(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
 /// Recomputes every balance (of one org, or all) from the entries and every lot from its
 /// movements; returns the differences (at most `limit`).
 pub async fn verify(
@@ -387,7 +402,18 @@ pub async fn verify(
     org: Option<OrgId>,
     limit: usize,
 ) -> Result<Vec<Mismatch>, DbError> {
+    Ok(verify_report(c, org, limit).await?.mismatches)
+}
+
+/// [`verify`], also counting the accounts checked (what `perks verify` prints). Stops reading
+/// accounts once `limit` differences are found.
+pub async fn verify_report(
+    c: &mut impl Connection,
+    org: Option<OrgId>,
+    limit: usize,
+) -> Result<Verification, DbError> {
     let mut found = Vec::new();
+    let mut checked = 0u64;
     let mut after = (0i64, 0i64);
     const PAGE: i64 = 500;
     loop {
@@ -395,6 +421,7 @@ pub async fn verify(
         let count = page.len() as i64;
         for (org_id, account) in page {
             after = (account.customer_id, account.program_id);
+            checked += 1;
             let sums = store::entry_sums(c, OrgId(org_id), account.customer_id, account.program_id)
                 .await?;
             let mut from_entries = Balances::default();
@@ -424,5 +451,5 @@ pub async fn verify(
             found.push(Mismatch::Lot { org: org_id, lot, remaining, from_movements });
         }
     }
-    Ok(found)
+    Ok(Verification { checked, mismatches: found })
 }
