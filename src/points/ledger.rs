@@ -157,6 +157,10 @@ pub async fn spend(
     points: Fixed,
     meta: EntryMeta<'_>,
 ) -> Result<i64, LedgerError> {
+    // Lock before the expiry pass: two spends that both saw a lapsed lot would expire it twice.
+    if store::lock_account(c, scope.org, scope.customer, scope.program).await?.is_none() {
+        return Err(LedgerError::Insufficient { available: Fixed::ZERO });
+    }
     expire_customer(c, scope).await?;
     let account = store::lock_account(c, scope.org, scope.customer, scope.program)
         .await?
@@ -270,6 +274,7 @@ pub async fn take_back(
 }
 
 /// Expires the customer's lots that lapsed by `now` (one entry per lot); returns the total.
+/// The caller holds the account lock ([`open_account`]), so that no one expires a lot twice.
 pub async fn expire_customer(c: &mut impl Connection, scope: Scope) -> Result<Fixed, DbError> {
     let mut total = 0;
     for _ in 0..ROUNDS_MAX {
