@@ -12,6 +12,7 @@ mod fields;
 mod idempotency;
 mod images;
 mod labels;
+mod ledger_props;
 mod migrations;
 mod ops;
 mod org;
