@@ -382,6 +382,7 @@ pub async fn mark_line_returned(
 }
 
 /// Stores the outcome of the loyalty evaluation of a transaction.
+#[allow(clippy::too_many_arguments)]
 pub async fn set_evaluation(
     c: &mut impl Connection,
     org: OrgId,
@@ -410,6 +411,7 @@ pub async fn set_evaluation(
 }
 
 /// Replaces the editable parts of a transaction (fields and delivery status).
+#[allow(clippy::too_many_arguments)]
 pub async fn update_fields(
     c: &mut impl Connection,
     org: OrgId,
