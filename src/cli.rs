@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `migrate`, `org create` and `program apply`.
+//! The command line: `serve` (default), `migrate`, `org create`, `program apply` and `verify`.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,8 @@ use crate::db::{self, Db};
 use crate::org::model::{NewOrg, OrgId};
 use crate::org::service::{ProvisionedOrg, provision_org};
 use crate::org::store::no_orgs_exist;
+use crate::points::ledger::{self, Mismatch};
+use crate::points::model::{Balances, Fixed};
 use crate::programs::{
     self,
     cache::ProgramCache,
@@ -55,7 +57,22 @@ pub enum Command {
         #[command(subcommand)]
         command: ProgramCommand,
     },
+    /// Check the points ledger: every balance equals the sum of its entries and every lot's
+    /// remaining points the sum of its movements. Prints a JSON report; exits 1 on a mismatch.
+    Verify {
+        /// Only this org (default: every org).
+        #[arg(long)]
+        org: Option<i64>,
+        /// Most mismatches reported.
+        #[arg(long, default_value_t = VERIFY_REPORTED_MAX)]
+        limit: usize,
+    },
 }
+
+/// Mismatches `perks verify` reports unless told otherwise.
+pub const VERIFY_REPORTED_MAX: usize = 1000;
+/// The largest `--limit` accepted (larger values are lowered to it).
+pub const VERIFY_REPORTED_CAP: usize = 100_000;
 
 #[derive(Debug, Subcommand)]
 pub enum ProgramCommand {
@@ -130,6 +147,63 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Program { command: ProgramCommand::Apply { org, file } }) => {
             apply_program(&settings, OrgId(org), &file).await
         }
+        Some(Command::Verify { org, limit }) => verify(&settings, org.map(OrgId), limit).await,
+    }
+}
+
+/// `perks verify [--org ID]`: recomputes the ledger on one read snapshot (safe while the server
+/// runs), prints `{"ok", "checked", "mismatches"}` and fails when anything differs.
+async fn verify(settings: &Settings, org: Option<OrgId>, limit: usize) -> anyhow::Result<()> {
+    let limit = limit.clamp(1, VERIFY_REPORTED_CAP);
+    let db = Db::connect(settings).await?;
+    db::migrate(&db).await?;
+    let result = async {
+        let mut snapshot = db.read_snapshot().await?;
+        if let Some(org) = org
+            && crate::org::store::get_org(&mut snapshot, org).await?.is_none()
+        {
+            anyhow::bail!("org {} not found", org.0);
+        }
+        let report = ledger::verify_report(&mut snapshot, org, limit).await?;
+        drop(snapshot);
+        Ok::<_, anyhow::Error>(report)
+    }
+    .await;
+    db.close().await;
+    let report = result?;
+    let mismatches: Vec<serde_json::Value> = report.mismatches.iter().map(mismatch_json).collect();
+    println!(
+        "{}",
+        serde_json::json!({"ok": report.is_ok(), "checked": report.checked, "mismatches": mismatches})
+    );
+    if !report.is_ok() {
+        anyhow::bail!(
+            "the ledger has {} mismatch(es) (at most {limit} reported)",
+            mismatches.len()
+        );
+    }
+    Ok(())
+}
+
+fn mismatch_json(mismatch: &Mismatch) -> serde_json::Value {
+    let points = |v: i64| Fixed(v).to_f64();
+    let balances = |b: &Balances| {
+        serde_json::json!({
+            "current": points(b.current), "promised": points(b.promised),
+            "lifetime": points(b.lifetime), "redeemed": points(b.redeemed),
+            "expired": points(b.expired), "returned": points(b.returned),
+            "adjusted": points(b.adjusted),
+        })
+    };
+    match mismatch {
+        Mismatch::Balance { org, customer, program, stored, from_entries } => serde_json::json!({
+            "type": "balance", "org": org, "customer": customer, "program": program,
+            "stored": balances(stored), "recomputed": balances(from_entries),
+        }),
+        Mismatch::Lot { org, lot, remaining, from_movements } => serde_json::json!({
+            "type": "lot", "org": org, "lot": lot, "remaining": points(*remaining),
+            "movements": points(*from_movements),
+        }),
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`app`]: `AppState`, the router and a server bound to its own listener.
-//! - [`cli`]: the `perks` command line (`serve`, `migrate`, `org create`).
+//! - [`cli`]: the `perks` command line (`serve`, `migrate`, `org create`, `verify`).
 //! - [`config`]: typed settings, layered defaults < `perks.toml` < `PERKS_*` < flags.
 //! - [`error`]: the one table of client-facing error codes and `ApiError`.
 //! - [`http`]: envelopes (v1.1 JSON/XML, v2), extractors, authentication, rate limit and metrics layers.

@@ -161,6 +161,18 @@ impl Db {
         })
     }
 
+    /// Starts a read-only transaction whose reads all see one snapshot (a deferred transaction
+    /// on the SQLite reader pool; `REPEATABLE READ READ ONLY` on PostgreSQL), for checks such
+    /// as `perks verify` that compare tables while the server keeps writing. Drop it to end it.
+    pub async fn read_snapshot(&self) -> Result<Tx, DbError> {
+        Ok(match self {
+            Db::Sqlite { reader, .. } => Tx::Sqlite(reader.begin().await?),
+            Db::Postgres(pool) => Tx::Postgres(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
+            ),
+        })
+    }
+
     /// Checks that the database answers (used by `/readyz`).
     pub async fn ping(&self) -> Result<(), DbError> {
         let mut conn = self.read().await?;
@@ -189,7 +201,8 @@ pub enum Conn {
     Postgres(PoolConnection<Postgres>),
 }
 
-/// A write transaction of either backend. Dropped without [`Tx::commit`], it rolls back.
+/// A transaction of either backend: a write ([`Db::begin_write`]) or a read snapshot
+/// ([`Db::read_snapshot`]). Dropped without [`Tx::commit`], it rolls back.
 pub enum Tx {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),

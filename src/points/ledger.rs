@@ -157,6 +157,10 @@ pub async fn spend(
     points: Fixed,
     meta: EntryMeta<'_>,
 ) -> Result<i64, LedgerError> {
+    // Lock before the expiry pass: two spends that both saw a lapsed lot would expire it twice.
+    if store::lock_account(c, scope.org, scope.customer, scope.program).await?.is_none() {
+        return Err(LedgerError::Insufficient { available: Fixed::ZERO });
+    }
     expire_customer(c, scope).await?;
     let account = store::lock_account(c, scope.org, scope.customer, scope.program)
         .await?
@@ -270,6 +274,7 @@ pub async fn take_back(
 }
 
 /// Expires the customer's lots that lapsed by `now` (one entry per lot); returns the total.
+/// The caller holds the account lock ([`open_account`]), so that no one expires a lot twice.
 pub async fn expire_customer(c: &mut impl Connection, scope: Scope) -> Result<Fixed, DbError> {
     let mut total = 0;
     for _ in 0..ROUNDS_MAX {
@@ -380,6 +385,21 @@ pub enum Mismatch {
     Lot { org: i64, lot: i64, remaining: i64, from_movements: i64 },
 }
 
+/// What [`verify_report`] found: how many accounts it recomputed and the differences.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Accounts (customer and program) whose balances were recomputed.
+    pub checked: u64,
+    /// At most the requested number of differences; empty when the ledger is consistent.
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl Verification {
+    pub fn is_ok(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
 /// Recomputes every balance (of one org, or all) from the entries and every lot from its
 /// movements; returns the differences (at most `limit`).
 pub async fn verify(
@@ -387,7 +407,18 @@ pub async fn verify(
     org: Option<OrgId>,
     limit: usize,
 ) -> Result<Vec<Mismatch>, DbError> {
+    Ok(verify_report(c, org, limit).await?.mismatches)
+}
+
+/// [`verify`], also counting the accounts checked (what `perks verify` prints). Stops reading
+/// accounts once `limit` differences are found.
+pub async fn verify_report(
+    c: &mut impl Connection,
+    org: Option<OrgId>,
+    limit: usize,
+) -> Result<Verification, DbError> {
     let mut found = Vec::new();
+    let mut checked = 0u64;
     let mut after = (0i64, 0i64);
     const PAGE: i64 = 500;
     loop {
@@ -395,6 +426,7 @@ pub async fn verify(
         let count = page.len() as i64;
         for (org_id, account) in page {
             after = (account.customer_id, account.program_id);
+            checked += 1;
             let sums = store::entry_sums(c, OrgId(org_id), account.customer_id, account.program_id)
                 .await?;
             let mut from_entries = Balances::default();
@@ -424,5 +456,5 @@ pub async fn verify(
             found.push(Mismatch::Lot { org: org_id, lot, remaining, from_movements });
         }
     }
-    Ok(found)
+    Ok(Verification { checked, mismatches: found })
 }

@@ -392,6 +392,7 @@ pub struct EvaluationRecord<'a> {
 }
 
 /// Stores the outcome of the loyalty evaluation of a transaction.
+#[allow(clippy::too_many_arguments)]
 pub async fn set_evaluation(
     c: &mut impl Connection,
     org: OrgId,
@@ -424,6 +425,7 @@ pub struct EditableFields<'a> {
 }
 
 /// Replaces the editable parts of a transaction (fields and delivery status).
+#[allow(clippy::too_many_arguments)]
 pub async fn update_fields(
     c: &mut impl Connection,
     org: OrgId,

@@ -199,3 +199,136 @@ fn program_apply_creates_then_replaces_by_name() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("org 999 not found"));
 }
+
+/// Runs `perks verify` with `args` after the database URL; its exit code and parsed report.
+fn verify(url: &str, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let output = perks().args(["--database-url", url, "verify"]).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    (output.status.code().unwrap_or(-1), report, stderr)
+}
+
+/// A ledger with one customer earning points, built through the API on a SQLite file; the
+/// database URL, org id and customer id.
+fn ledger_with_points(dir: &std::path::Path) -> (String, i64, i64) {
+    let path = dir.join("verify.db");
+    let url = format!("sqlite://{}", path.display());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (org, customer) = runtime.block_on(async {
+        let app = crate::helpers::TestApp::with_settings(crate::helpers::Backend::Sqlite, |s| {
+            s.database_url = perks::config::DatabaseUrl(url.clone());
+        })
+        .await
+        .unwrap();
+        let customer = crate::transactions::add_customer(&app, "919845000090").await;
+        let uri = "/v2/transactions?identifierName=mobile&identifierValue=919845000090";
+        let bill = serde_json::json!({"type": "REGULAR", "billNumber": "VER-1", "billAmount": 250,
+            "billingDate": "2026-01-10T10:00:00Z"});
+        app.post_json(uri, &app.basic(), &bill).await.assert_status(200);
+        app.state.db.close().await;
+        (app.org.org_id, customer)
+    });
+    (url, org, customer)
+}
+
+#[test]
+fn verify_passes_on_a_clean_ledger_and_fails_on_a_corrupted_balance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, org, customer) = ledger_with_points(dir.path());
+
+    let (code, report, stderr) = verify(&url, &[]);
+    assert_eq!(code, 0, "{report} {stderr}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["checked"], 1, "{report}");
+    assert_eq!(report["mismatches"], serde_json::json!([]));
+    let (code, report, _) = verify(&url, &["--org", &org.to_string()]);
+    assert_eq!((code, &report["ok"]), (0, &serde_json::json!(true)), "{report}");
+
+    // One point appears in the projection without an entry behind it.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE loyalty_accounts SET current_points = current_points + 10000")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    });
+    let (code, report, stderr) = verify(&url, &[]);
+    assert_eq!(code, 1, "{report} {stderr}");
+    assert_eq!(report["ok"], false, "{report}");
+    let mismatches = report["mismatches"].as_array().unwrap();
+    assert_eq!(mismatches.len(), 1, "{report}");
+    let mismatch = &mismatches[0];
+    assert_eq!(mismatch["type"], "balance");
+    assert_eq!(mismatch["org"], org);
+    assert_eq!(mismatch["customer"], customer);
+    assert!(mismatch["program"].as_i64().unwrap() > 0);
+    assert_eq!(mismatch["stored"]["current"], 26.0, "{report}");
+    assert_eq!(mismatch["recomputed"]["current"], 25.0, "{report}");
+    assert!(stderr.contains("mismatch"), "{stderr}");
+
+    // An unknown org is an error, not a clean bill.
+    let (code, report, stderr) = verify(&url, &["--org", "999"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("org 999 not found"), "{report} {stderr}");
+}
+
+#[test]
+fn verify_reports_a_lot_that_does_not_match_its_movements() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _, _) = ledger_with_points(dir.path());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE point_lots SET remaining = remaining - 50000")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    });
+    let (code, report, stderr) = verify(&url, &["--limit", "5"]);
+    assert_eq!(code, 1, "{report} {stderr}");
+    let lot = report["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["type"] == "lot")
+        .unwrap_or_else(|| panic!("{report}"))
+        .clone();
+    assert_eq!(lot["remaining"], 20.0, "{report}");
+    assert_eq!(lot["movements"], 25.0, "{report}");
+    assert!(lot["lot"].as_i64().unwrap() > 0);
+}
+
+#[test]
+fn verify_works_on_postgres() {
+    if crate::helpers::postgres_url().is_none() {
+        eprintln!("SKIPPED: PostgreSQL variant (PERKS_TEST_POSTGRES_URL is unset)");
+        return;
+    }
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let app = runtime.block_on(async {
+        let app = crate::helpers::TestApp::new(crate::helpers::Backend::Postgres).await.unwrap();
+        crate::transactions::add_customer(&app, "919845000091").await;
+        let uri = "/v2/transactions?identifierName=mobile&identifierValue=919845000091";
+        let bill = serde_json::json!({"type": "REGULAR", "billNumber": "VER-PG", "billAmount": 100,
+            "billingDate": "2026-01-10T10:00:00Z"});
+        app.post_json(uri, &app.basic(), &bill).await.assert_status(200);
+        app
+    });
+    let url = app.state.settings.database_url.expose().to_string();
+    let org = app.org.org_id.to_string();
+    let (code, report, stderr) = verify(&url, &["--org", &org]);
+    assert_eq!(code, 0, "{report} {stderr}");
+    assert_eq!(report["checked"], 1, "{report}");
+    runtime.block_on(app.exec_sql("UPDATE loyalty_accounts SET expired_points = 1"));
+    let (code, report, stderr) = verify(&url, &["--org", &org]);
+    assert_eq!(code, 1, "{report} {stderr}");
+    assert_eq!(report["mismatches"][0]["stored"]["expired"], 0.0001, "{report}");
+    runtime.block_on(app.state.db.close());
+    drop(app);
+}

@@ -12,6 +12,7 @@ mod fields;
 mod idempotency;
 mod images;
 mod labels;
+mod ledger_props;
 mod loyalty;
 mod migrations;
 mod ops;
