@@ -1,7 +1,9 @@
 //! Transactions (bills): sales, returns, not-interested bills and exchanges; their validation,
-//! storage and loyalty evaluation, and the v1.1 and v2 transaction APIs.
+//! storage and loyalty evaluation, the sanity queue of rejected bills, and the v1.1 and v2
+//! transaction APIs.
 
 pub mod model;
+pub mod rejections;
 pub mod routes_v1;
 pub mod routes_v2;
 pub mod service;
