@@ -4,6 +4,7 @@
 
 pub mod model;
 pub mod rejections;
+pub mod routes_rejections;
 pub mod routes_v1;
 pub mod routes_v2;
 pub mod service;
@@ -11,7 +12,7 @@ pub mod store;
 pub mod time;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use utoipa::OpenApi;
 
 use crate::app::AppState;
@@ -20,6 +21,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v2/transactions", post(routes_v2::add).put(routes_v2::update))
         .route("/v2/transactions/bulk", post(routes_v2::add_bulk).put(routes_v2::update_bulk))
+        .route("/v2/transactions/rejected", get(routes_rejections::list))
+        .route("/v2/transactions/rejected/retrigger", post(routes_rejections::retrigger))
+        .route(
+            "/v2/transactions/rejected/retrigger/status",
+            get(routes_rejections::retrigger_status),
+        )
+        .route("/v2/transactions/rejected/markFailed", put(routes_rejections::mark_failed))
         .route("/v2/transactions/{id}", get(routes_v2::get))
         .route("/v2/transactions/getByBillNumber/{billNumber}", get(routes_v2::get_by_number))
         .route("/v2/customers/{id}/transactions", get(routes_v2::of_customer))
@@ -51,6 +59,10 @@ pub fn router() -> Router<AppState> {
     routes_v2::evaluation_log,
     routes_v2::set_currency_ratio,
     routes_v2::currency_ratios,
+    routes_rejections::list,
+    routes_rejections::retrigger,
+    routes_rejections::retrigger_status,
+    routes_rejections::mark_failed,
     routes_v1::add,
     routes_v1::add_with_local_currency,
     routes_v1::update,
