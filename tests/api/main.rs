@@ -15,4 +15,5 @@ mod labels;
 mod migrations;
 mod ops;
 mod org;
+mod rejections;
 mod transactions;
