@@ -82,6 +82,8 @@ pub enum Code {
     AlreadyRetro,
     ClientSignatureMissing,
     InvalidProgramId,
+    TransactionRejected,
+    TransactionRejectedPermanently,
 }
 
 /// One row of the error table.
@@ -94,7 +96,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 70] = [
+    pub const ALL: [Code; 72] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -165,6 +167,8 @@ impl Code {
         Code::AlreadyRetro,
         Code::ClientSignatureMissing,
         Code::InvalidProgramId,
+        Code::TransactionRejected,
+        Code::TransactionRejectedPermanently,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -369,6 +373,18 @@ impl Code {
                 (1629, 400, "ClientSignatureMissing", "X-CAP-CLIENT-SIGNATURE header is mandatory")
             }
             Code::InvalidProgramId => (1101, 400, "InvalidProgramId", "Invalid programId"),
+            Code::TransactionRejected => (
+                690,
+                400,
+                "TransactionRejected",
+                "Transaction rejected: queued as pending for re-processing",
+            ),
+            Code::TransactionRejectedPermanently => (
+                691,
+                400,
+                "TransactionRejectedPermanently",
+                "Transaction rejected: failed permanently",
+            ),
         };
         CodeInfo { code, http, name, message }
     }

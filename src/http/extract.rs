@@ -102,6 +102,20 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
     })
 }
 
+/// Reads a JSON value already taken from a body (kept whole, say, to be stored) as `T`, with the
+/// messages of [`Json`].
+pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::invalid(format!("Invalid JSON body: {inner}"))
+        } else {
+            ApiError::invalid(format!("Invalid value for {path}: {inner}"))
+        }
+    })
+}
+
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {

@@ -1,8 +1,11 @@
 //! Transactions (bills): sales, returns, not-interested bills and exchanges; their validation,
-//! storage and loyalty evaluation, and the v1.1 and v2 transaction APIs.
+//! storage and loyalty evaluation, the sanity queue of rejected bills, and the v1.1 and v2
+//! transaction APIs.
 
 pub mod dry_run;
 pub mod model;
+pub mod rejections;
+pub mod routes_rejections;
 pub mod routes_v1;
 pub mod routes_v2;
 pub mod service;
@@ -10,7 +13,7 @@ pub mod store;
 pub mod time;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use utoipa::OpenApi;
 
 use crate::app::AppState;
@@ -19,6 +22,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v2/transactions", post(routes_v2::add).put(routes_v2::update))
         .route("/v2/transactions/bulk", post(routes_v2::add_bulk).put(routes_v2::update_bulk))
+        .route("/v2/transactions/rejected", get(routes_rejections::list))
+        .route("/v2/transactions/rejected/retrigger", post(routes_rejections::retrigger))
+        .route(
+            "/v2/transactions/rejected/retrigger/status",
+            get(routes_rejections::retrigger_status),
+        )
+        .route("/v2/transactions/rejected/markFailed", put(routes_rejections::mark_failed))
         .route("/v2/transactions/{id}", get(routes_v2::get))
         .route("/v2/transactions/getByBillNumber/{billNumber}", get(routes_v2::get_by_number))
         .route("/v2/customers/{id}/transactions", get(routes_v2::of_customer))
@@ -51,6 +61,10 @@ pub fn router() -> Router<AppState> {
     routes_v2::evaluation_log,
     routes_v2::set_currency_ratio,
     routes_v2::currency_ratios,
+    routes_rejections::list,
+    routes_rejections::retrigger,
+    routes_rejections::retrigger_status,
+    routes_rejections::mark_failed,
     routes_v1::add,
     routes_v1::add_with_local_currency,
     routes_v1::update,

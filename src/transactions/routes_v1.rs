@@ -11,6 +11,7 @@ use utoipa::IntoParams;
 use super::model::{
     BillInput, LineInput, ReturnType, TransactionError, TransactionType, non_negative,
 };
+use super::rejections::{self, Intake, Replay};
 use super::service::{self, AddRequest, Evaluation, SideEffect};
 use super::store::{self, TransactionRow};
 use super::time;
@@ -198,16 +199,17 @@ async fn customer_block(
     Ok(Value::Object(out))
 }
 
-/// Adds one item; its response fields.
-async fn add_one(
+/// Parses one item, resolves its customer and validates its fields: the request for
+/// `service::add`.
+async fn prepare(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
     item: &Value,
     local_currency: bool,
-) -> Result<Value, ApiError> {
+    now: i64,
+) -> Result<AddRequest, ApiError> {
     let org = principal.org;
-    let now = now_millis();
     let store = principal.store.ok_or_else(|| ApiError::new(Code::InvalidStoreOrTill))?;
     let mut conn = state.db.read().await?;
     let (tz, _) = service::store_locale(&mut conn, org, store).await?;
@@ -275,14 +277,72 @@ async fn add_one(
         None
     };
     drop(conn);
-    let request = AddRequest {
+    Ok(AddRequest {
         input,
         customer,
         source: "INSTORE".into(),
         account_id: String::new(),
         evaluation: Evaluation::Inline,
         api_version: "v1.1",
+    })
+}
+
+/// The identifier a v1.1 item names its customer by (v2 names), for the sanity queue.
+fn identifier_of(item: &Value) -> (&'static str, String) {
+    let customer = item.get("customer").filter(|c| c.is_object());
+    [("mobile", "mobile"), ("email", "email"), ("external_id", "externalId"), ("id", "id")]
+        .into_iter()
+        .find_map(|(key, name)| {
+            customer.and_then(|c| text(c, key)).or_else(|| text(item, key)).map(|v| (name, v))
+        })
+        .unwrap_or(("", String::new()))
+}
+
+fn api_of(local_currency: bool) -> &'static str {
+    if local_currency {
+        super::routes_rejections::API_V1_LOCAL_CURRENCY
+    } else {
+        super::routes_rejections::API_V1
+    }
+}
+
+/// Replays a bill the sanity queue kept from a v1.1 add through the same pipeline, rejection
+/// checks included.
+pub(super) async fn replay(
+    state: &AppState,
+    principal: &Principal,
+    stored: &Value,
+    local_currency: bool,
+) -> Replay {
+    let headers = super::routes_rejections::headers_of(stored);
+    let now = now_millis();
+    match prepare(state, principal, &headers, &stored["body"], local_currency, now).await {
+        Ok(request) => super::routes_rejections::add_checked(state, principal, request, now).await,
+        Err(e) => Replay::from_error(&e),
+    }
+}
+
+/// Adds one item (unless the org's rejection checks queue it); its response fields.
+async fn add_one(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    item: &Value,
+    local_currency: bool,
+) -> Result<Value, ApiError> {
+    let org = principal.org;
+    let now = now_millis();
+    let request = prepare(state, principal, headers, item, local_currency, now).await?;
+    let (identifier_name, identifier_value) = identifier_of(item);
+    let intake = Intake {
+        api: api_of(local_currency),
+        query: json!({}),
+        headers: super::routes_rejections::kept_headers(headers),
+        body: item,
+        identifier_name,
+        identifier_value: &identifier_value,
     };
+    rejections::screen(&state.db, principal, &request, intake, now).await?;
     let outcome = service::add(&state.db, &state.programs, principal, request, now).await?;
     let txn = &outcome.transaction;
     let mut conn = state.db.read().await?;

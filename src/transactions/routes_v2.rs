@@ -14,14 +14,14 @@ use super::model::{
 };
 use super::service::{self, AddRequest, Evaluation, SideEffect};
 use super::store::{self, LineRow, TransactionRow};
-use super::time;
+use super::{rejections, routes_rejections, time};
 use crate::app::AppState;
 use crate::auth::{Level, Principal, Resource};
 use crate::customers::routes_v2::{LookupQuery, country_code};
 use crate::db::{Connection, now_millis};
 use crate::error::{ApiError, Code};
 use crate::http::envelope::{Enveloped, v2_list};
-use crate::http::extract::{Json, Path, Query};
+use crate::http::extract::{Json, Path, Query, from_value};
 use crate::org::model::{OrgId, StoreId};
 use crate::points::model::Fixed;
 
@@ -247,15 +247,15 @@ struct V2Add {
     evaluation: Evaluation,
 }
 
-/// Resolves the customer, validates fields, and adds the bill.
-async fn add_one(
+/// Resolves the customer and validates the bill and its fields: the request for `service::add`.
+async fn prepare(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
     add: V2Add,
-) -> Result<service::AddOutcome, ApiError> {
+    now: i64,
+) -> Result<AddRequest, ApiError> {
     let org = principal.org;
-    let now = now_millis();
     let store = principal.store.ok_or_else(|| ApiError::new(Code::InvalidStoreOrTill))?;
     let mut conn = state.db.read().await?;
     let (tz, _) = service::store_locale(&mut conn, org, store).await?;
@@ -301,7 +301,7 @@ async fn add_one(
         None
     };
     drop(conn);
-    let request = AddRequest {
+    Ok(AddRequest {
         input,
         customer,
         source: add
@@ -312,8 +312,56 @@ async fn add_one(
         account_id: add.account_id.unwrap_or_default(),
         evaluation: add.evaluation,
         api_version: "v2",
-    };
+    })
+}
+
+/// Prepares and adds one bill; with `intake`, the org's rejection checks run first and a
+/// rejected bill is queued instead (simulation passes none).
+async fn add_one(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    add: V2Add,
+    intake: Option<rejections::Intake<'_>>,
+) -> Result<service::AddOutcome, ApiError> {
+    let now = now_millis();
+    let request = prepare(state, principal, headers, add, now).await?;
+    if let Some(intake) = intake {
+        rejections::screen(&state.db, principal, &request, intake, now).await?;
+    }
     Ok(service::add(&state.db, &state.programs, principal, request, now).await?)
+}
+
+/// Replays a bill the sanity queue kept from a v2 add (single or bulk) through the same
+/// pipeline, rejection checks included.
+pub(super) async fn replay(
+    state: &AppState,
+    principal: &Principal,
+    stored: &Value,
+) -> rejections::Replay {
+    let parsed = from_value::<AddQuery>(&stored["query"])
+        .and_then(|q| from_value::<BillBody>(&stored["body"]).map(|b| (q, b)));
+    let (q, body) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return rejections::Replay::Failed(format!("stored request unreadable: {}", e.message));
+        }
+    };
+    let headers = routes_rejections::headers_of(stored);
+    let evaluation = evaluation_of(&headers, q.use_asynch);
+    let lookup = LookupQuery::new(
+        q.source.clone(),
+        q.account_id.clone(),
+        q.identifier_name.clone(),
+        q.identifier_value.clone(),
+    );
+    let add = V2Add { body, lookup, source: q.source, account_id: q.account_id, evaluation };
+    let now = now_millis();
+    let request = match prepare(state, principal, &headers, add, now).await {
+        Ok(request) => request,
+        Err(e) => return rejections::Replay::from_error(&e),
+    };
+    routes_rejections::add_checked(state, principal, request, now).await
 }
 
 /// Converts a local-currency bill into the org's base currency with the org's ratio.
@@ -393,9 +441,10 @@ pub async fn add(
     principal: Principal,
     headers: HeaderMap,
     Query(q): Query<AddQuery>,
-    Json(body): Json<BillBody>,
+    Json(raw): Json<Value>,
 ) -> Result<Response, ApiError> {
     principal.require(Resource::Transaction, Level::Write)?;
+    let body: BillBody = from_value(&raw)?;
     let evaluation = evaluation_of(&headers, q.use_asynch);
     let lookup = LookupQuery::new(
         q.source.clone(),
@@ -403,8 +452,24 @@ pub async fn add(
         q.identifier_name.clone(),
         q.identifier_value.clone(),
     );
-    let add = V2Add { body, lookup, source: q.source, account_id: q.account_id, evaluation };
-    let outcome = add_one(&state, &principal, &headers, add).await?;
+    let query = json!({"identifierName": q.identifier_name, "identifierValue": q.identifier_value,
+        "source": q.source, "accountId": q.account_id, "use_asynch": q.use_asynch});
+    let intake = rejections::Intake {
+        api: routes_rejections::API_V2,
+        query,
+        headers: routes_rejections::kept_headers(&headers),
+        body: &raw,
+        identifier_name: q.identifier_name.as_deref().unwrap_or_default(),
+        identifier_value: q.identifier_value.as_deref().unwrap_or_default(),
+    };
+    let add = V2Add {
+        body,
+        lookup,
+        source: q.source.clone(),
+        account_id: q.account_id.clone(),
+        evaluation,
+    };
+    let outcome = add_one(&state, &principal, &headers, add, Some(intake)).await?;
     let mut reply = json!({"createdId": outcome.transaction.id, "warnings": []});
     if evaluation == Evaluation::Inline {
         reply["sideEffects"] = Value::Array(side_effects_json(
@@ -459,7 +524,7 @@ pub async fn simulate(
         account_id: q.account_id,
         evaluation: Evaluation::Simulate,
     };
-    let outcome = add_one(&state, &principal, &headers, add).await?;
+    let outcome = add_one(&state, &principal, &headers, add, None).await?;
     Ok(axum::Json(json!({
         "sideEffects": side_effects_json(&outcome.side_effects, true),
         "evaluationLog": outcome.evaluation_log,
@@ -507,9 +572,11 @@ pub async fn add_bulk(
     principal: Principal,
     headers: HeaderMap,
     Query(q): Query<BulkQuery>,
-    Json(items): Json<Vec<BillBody>>,
+    Json(raw): Json<Value>,
 ) -> Result<Response, ApiError> {
     principal.require(Resource::Transaction, Level::Write)?;
+    let items: Vec<BillBody> = from_value(&raw)?;
+    let raw_items = raw.as_array().map(Vec::as_slice).unwrap_or_default();
     if items.len() > BULK_MAX {
         return Err(ApiError::with_message(
             Code::BatchTooLarge,
@@ -518,7 +585,7 @@ pub async fn add_bulk(
     }
     let evaluation = evaluation_of(&headers, q.use_asynch);
     let mut results = Vec::with_capacity(items.len());
-    for item in items {
+    for (item, raw_item) in items.into_iter().zip(raw_items) {
         let lookup = LookupQuery::new(
             item.source.clone(),
             item.account_id.clone(),
@@ -526,8 +593,20 @@ pub async fn add_bulk(
             item.identifier_value.clone(),
         );
         let (source, account_id) = (item.source.clone(), item.account_id.clone());
+        let (name, value) = (item.identifier_type.clone(), item.identifier_value.clone());
+        // Kept in the single add's shape: the bulk item's customer becomes the query.
+        let query = json!({"identifierName": name, "identifierValue": value, "source": source,
+            "accountId": account_id, "use_asynch": q.use_asynch});
+        let intake = rejections::Intake {
+            api: routes_rejections::API_V2_BULK,
+            query,
+            headers: routes_rejections::kept_headers(&headers),
+            body: raw_item,
+            identifier_name: name.as_deref().unwrap_or_default(),
+            identifier_value: value.as_deref().unwrap_or_default(),
+        };
         let add = V2Add { body: item, lookup, source, account_id, evaluation };
-        results.push(match add_one(&state, &principal, &headers, add).await {
+        results.push(match add_one(&state, &principal, &headers, add, Some(intake)).await {
             Ok(outcome) => {
                 let mut v =
                     json!({"createdId": outcome.transaction.id, "errors": [], "warnings": []});

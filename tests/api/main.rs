@@ -18,5 +18,6 @@ mod migrations;
 mod ops;
 mod org;
 mod programs;
+mod rejections;
 mod transactions;
 mod transactions_v1;
