@@ -29,6 +29,8 @@ pub struct Scope {
 pub enum LedgerError {
     #[error("insufficient points: {available} available")]
     Insufficient { available: Fixed },
+    #[error("points to spend must be positive")]
+    NotPositive,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -105,6 +107,7 @@ pub struct Award<'a> {
 }
 
 /// Creates a lot for `award` and its entry; returns the lot id (None when nothing to award).
+/// The caller has opened (and so locked) the customer's account with [`open_account`].
 pub async fn award(
     c: &mut impl Connection,
     scope: Scope,
@@ -160,6 +163,9 @@ pub async fn spend(
     // Lock before the expiry pass: two spends that both saw a lapsed lot would expire it twice.
     if store::lock_account(c, scope.org, scope.customer, scope.program).await?.is_none() {
         return Err(LedgerError::Insufficient { available: Fixed::ZERO });
+    }
+    if !points.is_positive() {
+        return Err(LedgerError::NotPositive);
     }
     expire_customer(c, scope).await?;
     let account = store::lock_account(c, scope.org, scope.customer, scope.program)
@@ -240,6 +246,9 @@ pub async fn take_back(
     let mut current_movements: Vec<(i64, i64)> = Vec::new();
     let mut promised_movements: Vec<(i64, i64)> = Vec::new();
     let mut shortfall = 0i64;
+    // Points of an expired lot already left the balance through their expiry entry: taking
+    // them again from other lots would charge the customer twice, so they are forgiven.
+    let mut gone = 0i64;
     for (lot, amount) in wanted {
         let amount = amount.0.max(0);
         let still_valid = lot.expires_at.is_none_or(|at| at > scope.now);
@@ -252,7 +261,11 @@ pub async fn take_back(
                 current_movements.push((lot.id, -take));
             }
         }
-        shortfall += amount - take;
+        if still_valid {
+            shortfall += amount - take;
+        } else {
+            gone += amount - take;
+        }
     }
     if shortfall > 0 {
         let exclude: Vec<i64> = wanted.iter().map(|(l, _)| l.id).collect();
@@ -262,7 +275,7 @@ pub async fn take_back(
     }
     let from_current: i64 = current_movements.iter().map(|(_, d)| d).sum();
     let from_promised: i64 = promised_movements.iter().map(|(_, d)| d).sum();
-    let (debt, forgiven) = if allow_negative { (shortfall, 0) } else { (0, shortfall) };
+    let (debt, forgiven) = if allow_negative { (shortfall, gone) } else { (0, shortfall + gone) };
     let total = -(from_current + from_promised) + debt;
     if total > 0 {
         let mut movements = current_movements;
@@ -281,14 +294,14 @@ pub async fn expire_customer(c: &mut impl Connection, scope: Scope) -> Result<Fi
         let due = store::lots_due(
             c,
             Some(scope.org),
-            Some(scope.customer),
+            Some((scope.customer, scope.program)),
             scope.now,
             false,
             LOTS_PER_ROUND,
         )
         .await?;
         let count = due.len() as i64;
-        for (_, lot) in due.into_iter().filter(|(_, l)| l.program_id == scope.program) {
+        for (_, lot) in due {
             total += expire_lot(c, scope, &lot).await?;
         }
         if count < LOTS_PER_ROUND {

@@ -504,7 +504,7 @@ pub async fn lots_of_transaction(
 pub async fn lots_due(
     c: &mut impl Connection,
     org: Option<OrgId>,
-    customer: Option<i64>,
+    customer_program: Option<(i64, i64)>,
     now: i64,
     unlock: bool,
     limit: i64,
@@ -522,13 +522,14 @@ pub async fn lots_due(
     };
     let sql = format!(
         "SELECT org_id, {LOT_COLUMNS} FROM point_lots WHERE ($1 < 0 OR org_id = $1) \
-         AND ($2 < 0 OR customer_id = $2) AND {due} ORDER BY id LIMIT $4"
+         AND ($2 < 0 OR (customer_id = $2 AND program_id = $5)) AND {due} ORDER BY id LIMIT $4"
     );
     let rows = dispatch!(c, |e| sqlx::query_as::<_, Row>(&sql)
         .bind(org.map(|o| o.0).unwrap_or(-1))
-        .bind(customer.unwrap_or(-1))
+        .bind(customer_program.map(|(c, _)| c).unwrap_or(-1))
         .bind(now)
         .bind(limit)
+        .bind(customer_program.map(|(_, p)| p).unwrap_or(-1))
         .fetch_all(e)
         .await)?;
     Ok(rows.into_iter().map(|r| (r.org_id, r.lot)).collect())
