@@ -274,6 +274,20 @@ fn file_time(millis: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The customer's image entries (the `customerImage` embed of customer reads).
+pub(crate) async fn image_entries(
+    conn: &mut impl Connection,
+    org: OrgId,
+    customer: CustomerId,
+) -> Result<Vec<Value>, ApiError> {
+    let rows = images(conn, org, customer).await?;
+    Ok(rows
+        .iter()
+        .enumerate()
+        .map(|(index, row)| entry(org, customer, index, row, "Success"))
+        .collect())
+}
+
 /// One image entry of the upload and read answers.
 fn entry(org: OrgId, customer: CustomerId, index: usize, row: &ImageRow, message: &str) -> Value {
     json!({

@@ -394,6 +394,10 @@ pub(crate) async fn customer_json(
     });
     let embeds: Vec<String> =
         embed.unwrap_or_default().split(',').map(|e| e.trim().to_ascii_lowercase()).collect();
+    if embeds.iter().any(|e| e == "customerimage") {
+        body["customerImage"] =
+            Value::Array(super::images::image_entries(conn, org, CustomerId(view.row.id)).await?);
+    }
     if embeds.iter().any(|e| e == "mlp") {
         body["mlp"] = Value::Array(standings.iter().map(standing_json).collect());
     }

@@ -195,6 +195,10 @@ async fn upload_list_serve_and_delete(backend: Backend) {
     for (i, size) in [small, MAX, 12_000].into_iter().enumerate() {
         assert_entry(&listed[i], org, user, i, size, "Success");
     }
+    // The customer read embeds the same entries on request.
+    let read = app.get(&format!("/v2/customers/{user}?embed=customerImage"), &auth).await;
+    read.assert_status(200);
+    assert_eq!(read.json()["customerImage"], json!(listed));
     assert_eq!(handle(&listed[0]), handle(&data[0]));
 
     // Each fileHandle serves its bytes with their content type.
