@@ -82,6 +82,12 @@ pub enum Code {
     AlreadyRetro,
     ClientSignatureMissing,
     InvalidProgramId,
+    EventAttributeRequired,
+    EventAlreadyExists,
+    InvalidEventActions,
+    InvalidEventName,
+    EventDisabled,
+    InvalidEventFieldType,
 }
 
 /// One row of the error table.
@@ -94,7 +100,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 70] = [
+    pub const ALL: [Code; 76] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -165,6 +171,12 @@ impl Code {
         Code::AlreadyRetro,
         Code::ClientSignatureMissing,
         Code::InvalidProgramId,
+        Code::EventAttributeRequired,
+        Code::EventAlreadyExists,
+        Code::InvalidEventActions,
+        Code::InvalidEventName,
+        Code::EventDisabled,
+        Code::InvalidEventFieldType,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -369,6 +381,23 @@ impl Code {
                 (1629, 400, "ClientSignatureMissing", "X-CAP-CLIENT-SIGNATURE header is mandatory")
             }
             Code::InvalidProgramId => (1101, 400, "InvalidProgramId", "Invalid programId"),
+            Code::EventAttributeRequired => (
+                1802,
+                400,
+                "EventAttributeRequired",
+                "Field attribute value fails for validation type isRequired",
+            ),
+            Code::EventAlreadyExists => (1806, 400, "EventAlreadyExists", "Event already exists"),
+            Code::InvalidEventActions => {
+                (1810, 400, "InvalidEventActions", "Event actions invalid")
+            }
+            Code::InvalidEventName => (1811, 400, "InvalidEventName", "Event name invalid"),
+            Code::EventDisabled => {
+                (1812, 400, "EventDisabled", "Event is disabled and accepts no posts")
+            }
+            Code::InvalidEventFieldType => {
+                (1823, 400, "InvalidEventFieldType", "Invalid event field type")
+            }
         };
         CodeInfo { code, http, name, message }
     }
