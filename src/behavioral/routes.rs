@@ -259,8 +259,8 @@ pub async fn post_event(
     let Value::Object(map) = body else {
         return Err(BehavioralError::Invalid("The event must be a JSON object".into()).into());
     };
-    let input_request = Value::Object(map.clone()).to_string();
-    if input_request.len() > PAYLOAD_BYTES_MAX {
+    let size = serde_json::to_vec(&map).map(|b| b.len()).unwrap_or(usize::MAX);
+    if size > PAYLOAD_BYTES_MAX {
         return Err(BehavioralError::TooLarge(format!(
             "An event may be at most {PAYLOAD_BYTES_MAX} bytes"
         ))
@@ -289,7 +289,6 @@ pub async fn post_event(
     let input = PostInput {
         event_name,
         body: map,
-        input_request,
         request_id: post_request_id(&headers, &principal)?,
         webhook_id,
         country_code: country_code(&headers),

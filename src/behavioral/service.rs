@@ -551,6 +551,20 @@ pub fn dedup_key(
     Some(hex::encode(Sha256::digest(material.as_bytes())))
 }
 
+/// Shown instead of the value of a PSI field in the stored request (the event log).
+pub const PSI_MASK: &str = "******";
+
+/// The posted body as the event log keeps it: values of PSI fields masked.
+pub fn redact_psi(fields: &[FieldDef], body: &Map<String, Value>) -> Map<String, Value> {
+    let mut redacted = body.clone();
+    for field in fields.iter().filter(|f| f.psi) {
+        if let Some(value) = redacted.get_mut(&field.name) {
+            *value = Value::String(PSI_MASK.into());
+        }
+    }
+    redacted
+}
+
 // ---------------------------------------------------------------- posting an event
 
 /// A posted event as the handler parsed it.
@@ -558,8 +572,6 @@ pub fn dedup_key(
 pub struct PostInput {
     pub event_name: String,
     pub body: Map<String, Value>,
-    /// The body as received, for the event log.
-    pub input_request: String,
     pub request_id: String,
     pub webhook_id: Option<String>,
     pub country_code: Option<String>,
@@ -691,6 +703,7 @@ pub async fn post_event(
     let attributes = to_json_text(&checked.attributes)?;
     let psi_attributes = to_json_text(&checked.psi_attributes)?;
     let states_text = to_json_text(&states)?;
+    let input_request = to_json_text(&redact_psi(&def.fields, &input.body))?;
     let response_ms = i64::try_from(input.started_at.elapsed().as_millis()).unwrap_or(i64::MAX);
     let row = store::NewEvent {
         definition_id: def.row.id,
@@ -705,7 +718,7 @@ pub async fn post_event(
         external_event_id: checked.external_event_id.as_deref(),
         attributes: &attributes,
         psi_attributes: &psi_attributes,
-        input_request: &input.input_request,
+        input_request: &input_request,
         is_duplicate,
         status,
         message,

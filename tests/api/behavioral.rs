@@ -462,6 +462,7 @@ async fn post_an_event_and_read_it_back(backend: Backend) {
     assert!(entries[1]["responseTime"].as_i64().unwrap() >= 0);
     let input: Value = serde_json::from_str(entries[1]["inputRequest"].as_str().unwrap()).unwrap();
     assert_eq!(input["hotel_name"], "Indiranagar");
+    assert_eq!(input["passport"], "******", "PSI values are masked in the log");
     let limited = get_ok(&app, &auth, "/v2/events/logs?limit=1").await;
     assert_eq!(limited["data"].as_array().unwrap().len(), 1);
     let other = get_ok(&app, &auth, "/v2/events/logs?event_name=other").await;
