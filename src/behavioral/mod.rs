@@ -2,6 +2,7 @@
 //! against them (validated, stored, de-duplicated, raised as `behavioral.event` in the outbox),
 //! and their reads: by request id, by customer, logs, search and running status.
 
+pub mod check;
 pub mod model;
 pub mod routes;
 pub mod service;

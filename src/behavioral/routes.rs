@@ -12,13 +12,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::IntoParams;
 
+use super::check::{canonical_number, parse_instant};
 use super::model::{
     BehavioralError, CustomerKey, DefinitionBody, EVENT_NAME_KEY, EVENTS_PER_REQUEST_MAX,
     EventDefinition, NAME_LENGTH_MAX, PAYLOAD_BYTES_MAX, PAYLOAD_KEYS_MAX, Page,
     REQUEST_ID_LENGTH_MAX, SEARCH_ATTRIBUTE_FILTERS_MAX, TEXT_VALUE_LENGTH_MAX,
     WEBHOOK_ID_LENGTH_MAX, parse_event_name, parse_token,
 };
-use super::service::{self, PostInput, canonical_number};
+use super::service::{self, PostInput};
 use super::store::{EventFilter, EventRow, Order};
 use crate::app::AppState;
 use crate::auth::{Level, Principal, Resource};
@@ -404,7 +405,7 @@ fn parse_bound(
     if let Ok(millis) = text.parse::<i64>() {
         return Ok(Some(millis));
     }
-    let millis = service::parse_instant(&Value::String(text.to_string()), tz).ok_or_else(|| {
+    let millis = parse_instant(&Value::String(text.to_string()), tz).ok_or_else(|| {
         BehavioralError::Invalid(format!(
             "{name} must be a date-time such as 2024-03-19T15:31:28 (org time zone), a date, \
              RFC 3339 or epoch milliseconds"
