@@ -84,6 +84,12 @@ pub enum Code {
     InvalidProgramId,
     TransactionRejected,
     TransactionRejectedPermanently,
+    EventAttributeRequired,
+    EventAlreadyExists,
+    InvalidEventActions,
+    InvalidEventName,
+    EventDisabled,
+    InvalidEventFieldType,
 }
 
 /// One row of the error table.
@@ -96,7 +102,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 72] = [
+    pub const ALL: [Code; 78] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -169,6 +175,12 @@ impl Code {
         Code::InvalidProgramId,
         Code::TransactionRejected,
         Code::TransactionRejectedPermanently,
+        Code::EventAttributeRequired,
+        Code::EventAlreadyExists,
+        Code::InvalidEventActions,
+        Code::InvalidEventName,
+        Code::EventDisabled,
+        Code::InvalidEventFieldType,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -385,6 +397,23 @@ impl Code {
                 "TransactionRejectedPermanently",
                 "Transaction rejected: failed permanently",
             ),
+            Code::EventAttributeRequired => (
+                1802,
+                400,
+                "EventAttributeRequired",
+                "Field attribute value fails for validation type isRequired",
+            ),
+            Code::EventAlreadyExists => (1806, 400, "EventAlreadyExists", "Event already exists"),
+            Code::InvalidEventActions => {
+                (1810, 400, "InvalidEventActions", "Event actions invalid")
+            }
+            Code::InvalidEventName => (1811, 400, "InvalidEventName", "Event name invalid"),
+            Code::EventDisabled => {
+                (1812, 400, "EventDisabled", "Event is disabled and accepts no posts")
+            }
+            Code::InvalidEventFieldType => {
+                (1823, 400, "InvalidEventFieldType", "Invalid event field type")
+            }
         };
         CodeInfo { code, http, name, message }
     }

@@ -21,11 +21,13 @@
 //! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates, the
 //!   compiled-program cache and the `/x/perks/v1/programs` admin API.
 //! - [`transactions`]: bills, returns and exchanges, their loyalty evaluation, and their APIs.
+//! - [`behavioral`]: behavioral events: custom event definitions, posted events, their reads.
 //! - [`jobs`]: background jobs of a running server.
 
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod behavioral;
 pub mod cli;
 pub mod config;
 pub mod customers;

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod behavioral;
 mod cli;
 mod customers;
 mod customers_v1;
