@@ -21,6 +21,8 @@
 //! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates, the
 //!   compiled-program cache and the `/x/perks/v1/programs` admin API.
 //! - [`transactions`]: bills, returns and exchanges, their loyalty evaluation, and their APIs.
+//! - [`webhooks`]: webhook subscriptions, delivery of outbox events (signed, retried, with a
+//!   circuit per subscription), the admin API, Add Webhook and the event notification logs.
 //! - [`jobs`]: background jobs of a running server.
 
 pub mod app;
@@ -42,3 +44,4 @@ pub mod org;
 pub mod points;
 pub mod programs;
 pub mod transactions;
+pub mod webhooks;
