@@ -18,3 +18,4 @@ mod ops;
 mod org;
 mod programs;
 mod transactions;
+mod webhooks;
