@@ -42,6 +42,7 @@ backend_tests!(
     add_webhook_creates_an_inbound_integration,
     webhook_writes_are_audited_without_the_secret,
     webhooks_are_isolated_between_orgs,
+    the_openapi_document_lists_the_webhook_routes,
 );
 
 const WEBHOOKS: &str = "/x/perks/v1/webhooks";
@@ -975,4 +976,25 @@ async fn webhooks_are_isolated_between_orgs(backend: Backend) {
             .unwrap()
             >= 1
     );
+}
+
+async fn the_openapi_document_lists_the_webhook_routes(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let doc = app.get("/openapi.json", "").await;
+    doc.assert_status(200);
+    let paths = doc.json()["paths"].as_object().unwrap().clone();
+    for path in [
+        "/x/perks/v1/webhooks",
+        "/x/perks/v1/webhooks/{id}",
+        "/x/perks/v1/webhooks/{id}/rotateSecret",
+        "/x/perks/v1/webhooks/{id}/replay",
+        "/v2/events/webhook",
+        "/v3/events/logs",
+        "/v3/events/logs/{eventId}",
+        "/v3/events/consumer-groups/{id}/logs",
+    ] {
+        assert!(paths.contains_key(path), "OpenAPI lacks {path}");
+    }
+    let one = &paths["/x/perks/v1/webhooks/{id}"];
+    assert!(one.get("get").is_some() && one.get("put").is_some() && one.get("delete").is_some());
 }
