@@ -11,8 +11,8 @@ use super::model::{
     WebhookUrl, new_secret, new_webhook_key, parse_name,
 };
 use super::store::{
-    self, AttemptRow, DeliveryRow, LogFilter, LogSort, NewSubscriptionRow, OutboxEvent,
-    SubscriptionRow,
+    self, AttemptRow, DeliveryRow, FanOutTarget, LogFilter, LogSort, NewSubscriptionRow,
+    OutboxEvent, SubscriptionRow,
 };
 use crate::audit::{self, AuditActor, Change};
 use crate::auth::Principal;
@@ -322,24 +322,27 @@ pub async fn fan_out(db: &Db, now: i64, batch: i64) -> Result<usize, DbError> {
     }
     let mut tx = db.begin_write().await?;
     let events = store::lock_events_to_fan_out(&mut tx, batch).await?;
-    let mut subscriptions: HashMap<i64, Vec<(i64, i64, EventFilter)>> = HashMap::new();
+    let mut targets: HashMap<i64, Vec<(FanOutTarget, EventFilter)>> = HashMap::new();
     for event in &events {
-        let candidates = match subscriptions.entry(event.org_id) {
+        let candidates = match targets.entry(event.org_id) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
                 let rows = store::active_outbound(&mut tx, OrgId(event.org_id)).await?;
                 entry.insert(
                     rows.into_iter()
-                        .map(|(id, created_at, types)| {
-                            (id, created_at, EventFilter::from_stored(&types))
+                        .map(|t| {
+                            let filter = EventFilter::from_stored(&t.event_types);
+                            (t, filter)
                         })
                         .collect(),
                 )
             }
         };
-        for (id, created_at, filter) in candidates.iter() {
-            if event.occurred_at >= *created_at && filter.matches(&event.event_type) {
-                store::insert_delivery(&mut tx, *id, event, now).await?;
+        for (target, filter) in candidates.iter() {
+            if event.occurred_at >= target.created_at && filter.matches(&event.event_type) {
+                // A paused webhook's new deliveries wait for the end of the pause.
+                let due = target.paused_until.map_or(now, |until| until.max(now));
+                store::insert_delivery(&mut tx, target.id, event, due, now).await?;
             }
         }
     }

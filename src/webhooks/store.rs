@@ -277,32 +277,44 @@ pub async fn mark_fanned_out(
     Ok(())
 }
 
-/// `(id, created_at, event_types)` of the org's active outbound subscriptions.
+/// An active outbound subscription, as the fan-out matches events against it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct FanOutTarget {
+    pub id: i64,
+    pub created_at: i64,
+    pub event_types: String,
+    pub paused_until: Option<i64>,
+}
+
+/// The org's active outbound subscriptions.
 pub async fn active_outbound(
     c: &mut impl Connection,
     org: OrgId,
-) -> Result<Vec<(i64, i64, String)>, DbError> {
-    Ok(dispatch!(c, |e| sqlx::query_as::<_, (i64, i64, String)>(
-        "SELECT id, created_at, event_types FROM webhook_subscriptions WHERE org_id = $1 AND \
+) -> Result<Vec<FanOutTarget>, DbError> {
+    Ok(dispatch!(c, |e| {
+        sqlx::query_as::<_, FanOutTarget>(
+        "SELECT id, created_at, event_types, paused_until FROM webhook_subscriptions WHERE org_id = $1 AND \
          kind = 'OUTBOUND' AND is_active AND deleted_at IS NULL ORDER BY id LIMIT $2"
     )
     .bind(org.0)
     .bind(super::model::SUBSCRIPTIONS_PER_ORG_MAX)
     .fetch_all(e)
-    .await)?)
+    .await
+    })?)
 }
 
-/// Creates the PENDING delivery of `event` to `subscription`, due `now`; nothing if it exists.
+/// Creates the PENDING delivery of `event` to `subscription`, due at `due`; nothing if it exists.
 pub async fn insert_delivery(
     c: &mut impl Connection,
     subscription: i64,
     event: &OutboxEvent,
+    due: i64,
     now: i64,
 ) -> Result<(), DbError> {
     dispatch!(c, |e| sqlx::query(
         "INSERT INTO webhook_deliveries (org_id, subscription_id, event_id, event_type, \
          request_id, ref_id, status, attempts, next_attempt_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', 0, $7, $7, $7) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', 0, $7, $8, $8) \
          ON CONFLICT (subscription_id, event_id) DO NOTHING"
     )
     .bind(event.org_id)
@@ -311,6 +323,7 @@ pub async fn insert_delivery(
     .bind(&event.event_type)
     .bind(&event.request_id)
     .bind(event.entity_id.to_string())
+    .bind(due)
     .bind(now)
     .execute(e)
     .await
@@ -577,17 +590,30 @@ pub async fn record_attempt(
         .await
         .map(|r| r.rows_affected()))?;
     } else {
-        dispatch!(c, |e| sqlx::query(
+        let paused_until: Option<i64> = dispatch!(c, |e| sqlx::query_scalar(
             "UPDATE webhook_subscriptions SET consecutive_failures = consecutive_failures + 1, \
              paused_until = CASE WHEN consecutive_failures + 1 >= $2 THEN $3 ELSE paused_until END \
-             WHERE id = $1"
+             WHERE id = $1 RETURNING paused_until"
         )
         .bind(record.subscription_id)
         .bind(CIRCUIT_FAILURES_MAX)
         .bind(now + CIRCUIT_COOL_DOWN_MS)
-        .execute(e)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .fetch_optional(e)
+        .await)?
+        .flatten();
+        if let Some(until) = paused_until.filter(|until| *until > now) {
+            // The circuit is open: what waits becomes due when it ends, so that claims (which
+            // scan due deliveries) never walk a paused webhook's backlog.
+            dispatch!(c, |e| sqlx::query(
+                "UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE subscription_id = $1 \
+                 AND status IN ('PENDING', 'FAILED') AND next_attempt_at < $2"
+            )
+            .bind(record.subscription_id)
+            .bind(until)
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))?;
+        }
     }
     Ok(updated == 1)
 }

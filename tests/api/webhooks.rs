@@ -357,21 +357,30 @@ async fn the_circuit_pauses_a_failing_webhook_then_recovers(backend: Backend) {
     assert_eq!(circuit["state"], "OPEN", "{circuit}");
     assert_eq!(circuit["consecutiveFailures"], 6);
 
-    // Retries are due after ~10 s, but the circuit holds them for its cool-down: they wait.
+    // Retries are due after ~10 s, but the circuit holds them for its cool-down: they wait, and
+    // so do deliveries of events raised meanwhile.
+    let paused_until =
+        chrono::DateTime::parse_from_rfc3339(circuit["pausedUntil"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
     receiver.answer(200);
+    add_customer(&app, "919800000199").await;
     assert_eq!(run(&app, now + 60_000).await.attempted, 0);
     assert_eq!(receiver.count(), 6);
     let waiting = group_log(&app, id).await;
-    assert!(waiting.iter().all(|d| d["deliveryStatus"] == "RETRYING"), "nothing is dropped");
+    assert_eq!(waiting.len(), 7, "nothing is dropped");
+    assert_eq!(waiting.iter().filter(|d| d["deliveryStatus"] == "RETRYING").count(), 6);
+    assert_eq!(waiting[6]["deliveryStatus"], "PENDING");
+    assert!(waiting.iter().all(|d| d["nextAttemptAt"].as_i64().unwrap() >= paused_until));
 
     // After the cool-down one probe goes through; its success closes the circuit.
     let probe = run(&app, now + 10 * 60_000).await;
     assert_eq!((probe.attempted, probe.delivered), (1, 1));
     assert_eq!(get_webhook(&app, id).await["circuit"]["state"], "CLOSED");
     let rest = run(&app, now + 10 * 60_000).await;
-    assert_eq!((rest.attempted, rest.delivered), (5, 5));
+    assert_eq!((rest.attempted, rest.delivered), (6, 6));
     assert!(group_log(&app, id).await.iter().all(|d| d["deliveryStatus"] == "SUCCESS"));
-    assert_eq!(receiver.count(), 12);
+    assert_eq!(receiver.count(), 13);
 }
 
 async fn replay_delivers_again(backend: Backend) {
