@@ -151,7 +151,8 @@ impl Default for IdempotencySettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WebhookSettings {
-    /// How long one delivery attempt may take (connect, send, answer), in milliseconds.
+    /// How long one delivery attempt may take (connect, send, answer), in milliseconds
+    /// (kept within 100–60,000).
     pub timeout_ms: u64,
     /// The scheme and host clients reach this server by (e.g. `https://loyalty.example.com`),
     /// for the URLs `POST /v2/events/webhook` hands out; empty: taken from the request.

@@ -24,6 +24,9 @@ const FAN_OUT_BATCH: i64 = 500;
 const FAN_OUT_BATCHES_MAX: usize = 20;
 /// Deliveries claimed (and so sent at once) per run.
 const DELIVERY_BATCH: i64 = 32;
+/// The configured attempt timeout is kept within these bounds.
+const TIMEOUT_MIN_MS: u64 = 100;
+const TIMEOUT_MAX_MS: u64 = 60_000;
 /// A claim's lease outlives the attempt's timeout by this much (recording the outcome included).
 const LEASE_MARGIN_MS: i64 = 30_000;
 /// Pause between runs after one that found work; after an idle run the pause doubles up to
@@ -65,7 +68,9 @@ pub async fn run_once(state: &AppState, now: i64) -> RunSummary {
             }
         }
     }
-    let timeout = Duration::from_millis(state.settings.webhooks.timeout_ms);
+    let timeout = Duration::from_millis(
+        state.settings.webhooks.timeout_ms.clamp(TIMEOUT_MIN_MS, TIMEOUT_MAX_MS),
+    );
     let lease_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2) + LEASE_MARGIN_MS;
     let owner = uuid::Uuid::new_v4().to_string();
     let claimed = match claim(state, now, now + lease_ms, &owner).await {

@@ -74,7 +74,7 @@ async fn insert_checked(
 ) -> Result<SubscriptionRow, WebhookError> {
     if store::count_subscriptions(tx, org).await? >= SUBSCRIPTIONS_PER_ORG_MAX {
         return Err(WebhookError::invalid(
-            "url",
+            "webhooks",
             format!("an org may hold at most {SUBSCRIPTIONS_PER_ORG_MAX} webhooks"),
         ));
     }

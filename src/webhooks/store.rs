@@ -804,14 +804,16 @@ pub async fn purge(c: &mut impl Connection, before: i64, limit: i64) -> Result<u
     let room = limit - ids.len() as i64;
     let mut ids = ids;
     if room > 0 {
+        // Deliveries of deleted webhooks that are still waiting (finished ones were taken above).
         let orphaned: Vec<i64> = dispatch!(c, |e| sqlx::query_scalar(
             "SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s \
-             ON s.id = d.subscription_id WHERE s.deleted_at IS NOT NULL ORDER BY d.id LIMIT $1"
+             ON s.id = d.subscription_id WHERE s.deleted_at IS NOT NULL \
+             AND d.status IN ('PENDING', 'FAILED') ORDER BY d.id LIMIT $1"
         )
         .bind(room)
         .fetch_all(e)
         .await)?;
-        ids.extend(orphaned.into_iter().filter(|id| !ids.contains(id)).collect::<Vec<_>>());
+        ids.extend(orphaned);
     }
     if !ids.is_empty() {
         let list = placeholders(1, ids.len());

@@ -43,6 +43,7 @@ backend_tests!(
     webhook_writes_are_audited_without_the_secret,
     webhooks_are_isolated_between_orgs,
     the_openapi_document_lists_the_webhook_routes,
+    old_deliveries_and_deleted_webhooks_are_purged,
 );
 
 const WEBHOOKS: &str = "/x/perks/v1/webhooks";
@@ -205,6 +206,11 @@ async fn group_log(app: &TestApp, id: i64) -> Vec<Value> {
     let response = app.get(&uri, &app.basic()).await;
     response.assert_status(200);
     response.json()["data"].as_array().unwrap().clone()
+}
+
+/// How many deliveries `GET /v3/events/logs` reports for the org.
+async fn log_total(app: &TestApp) -> i64 {
+    app.get("/v3/events/logs", &app.basic()).await.json()["pagination"]["total"].as_i64().unwrap()
 }
 
 async fn event_log(app: &TestApp, event_id: i64) -> Vec<Value> {
@@ -1006,4 +1012,39 @@ async fn the_openapi_document_lists_the_webhook_routes(backend: Backend) {
     }
     let one = &paths["/x/perks/v1/webhooks/{id}"];
     assert!(one.get("get").is_some() && one.get("put").is_some() && one.get("delete").is_some());
+}
+
+async fn old_deliveries_and_deleted_webhooks_are_purged(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let up = Receiver::start().await;
+    let down = Receiver::start().await;
+    down.answer(500);
+    let (kept, _) = create_webhook(&app, &up.url(), &["customer.created"]).await;
+    let (deleted, _) = create_webhook(&app, &down.url(), &["customer.created"]).await;
+    add_customer(&app, "919800001001").await;
+    let now = now_millis();
+    run(&app, now).await;
+    let uri = format!("{WEBHOOKS}/{deleted}");
+    app.send(
+        request(Method::DELETE, &uri)
+            .header("authorization", app.admin())
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(log_total(&app).await, 2);
+
+    // The deleted webhook's waiting delivery goes at once; the finished one stays 30 days.
+    perks::jobs::webhooks::purge(&app.state, now).await;
+    assert_eq!(log_total(&app).await, 1);
+    assert_eq!(group_log(&app, kept).await.len(), 1);
+    perks::jobs::webhooks::purge(&app.state, now + 31 * 24 * HOUR_MS).await;
+    assert_eq!(log_total(&app).await, 0);
+    // Nothing is delivered afterwards, and the live webhook still works.
+    assert_eq!(run(&app, now + 32 * 24 * HOUR_MS).await.attempted, 0);
+    add_customer(&app, "919800001002").await;
+    drain(&app.state, now_millis()).await;
+    assert_eq!(up.count(), 2);
+    assert_eq!(down.count(), 1);
 }
