@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Compiled loyalty programs, per program id and version.
     pub programs: Arc<ProgramCache>,
+    /// The outbound HTTP client of webhook deliveries (a shared connection pool).
+    pub webhook_client: reqwest::Client,
 }
 
 impl AppState {
@@ -36,6 +38,7 @@ impl AppState {
             limiter: Arc::new(RateLimiter::new(settings.rate_limit.clone())),
             metrics: Arc::new(Metrics::new()),
             programs: Arc::new(ProgramCache::default()),
+            webhook_client: crate::webhooks::deliver::http_client()?,
             auth: Arc::new(auth),
             settings: Arc::new(settings),
             db,

@@ -28,6 +28,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub idempotency: IdempotencySettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -43,6 +44,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             rate_limit: RateLimitSettings::default(),
             idempotency: IdempotencySettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -143,6 +145,23 @@ pub struct IdempotencySettings {
 impl Default for IdempotencySettings {
     fn default() -> Self {
         IdempotencySettings { retention_hours: 24 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// How long one delivery attempt may take (connect, send, answer), in milliseconds
+    /// (kept within 100–60,000).
+    pub timeout_ms: u64,
+    /// The scheme and host clients reach this server by (e.g. `https://loyalty.example.com`),
+    /// for the URLs `POST /v2/events/webhook` hands out; empty: taken from the request.
+    pub public_base_url: Option<String>,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings { timeout_ms: 5_000, public_base_url: None }
     }
 }
 

@@ -22,6 +22,8 @@
 //!   compiled-program cache and the `/x/perks/v1/programs` admin API.
 //! - [`transactions`]: bills, returns and exchanges, their loyalty evaluation, and their APIs.
 //! - [`behavioral`]: behavioral events: custom event definitions, posted events, their reads.
+//! - [`webhooks`]: webhook subscriptions, delivery of outbox events (signed, retried, with a
+//!   circuit per subscription), the admin API, Add Webhook and the event notification logs.
 //! - [`jobs`]: background jobs of a running server.
 
 pub mod app;
@@ -44,3 +46,4 @@ pub mod org;
 pub mod points;
 pub mod programs;
 pub mod transactions;
+pub mod webhooks;

@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::transactions::router())
         .merge(crate::programs::router())
         .merge(crate::behavioral::router())
+        .merge(crate::webhooks::router())
         .route_layer(from_fn(envelope::render_envelopes))
         .route_layer(from_fn_with_state(state.clone(), crate::idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), ratelimit::limit_rate))

@@ -1,9 +1,11 @@
-//! Background jobs of a running server: the purge of expired idempotency keys and the loyalty
-//! jobs (expiry, unlock, tier renewal, queued bills).
+//! Background jobs of a running server: the purge of expired idempotency keys, the loyalty jobs
+//! (expiry, unlock, tier renewal, queued bills) and the webhook worker (its own task, so that slow
+//! receivers never hold up the other jobs).
 //!
 //! Each job is idempotent and bounded per run, so several instances may run it at once safely.
 
 pub mod loyalty;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ const PURGE_BATCHES_MAX: usize = 100;
 
 /// Starts the jobs; they stop when `shutdown` turns true.
 pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    let webhook_worker = tokio::spawn(webhooks::run(state.clone(), shutdown.clone()));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(PURGE_EVERY);
         let mut loyalty_ticker = tokio::time::interval(LOYALTY_EVERY);
@@ -34,6 +37,7 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle
                 _ = shutdown.changed() => break,
             }
         }
+        let _ = webhook_worker.await;
     })
 }
 

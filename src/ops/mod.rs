@@ -110,5 +110,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::transactions::ApiDoc::openapi());
     doc.merge(crate::programs::ApiDoc::openapi());
     doc.merge(crate::behavioral::ApiDoc::openapi());
+    doc.merge(crate::webhooks::ApiDoc::openapi());
     doc
 }

@@ -22,3 +22,4 @@ mod programs;
 mod rejections;
 mod transactions;
 mod transactions_v1;
+mod webhooks;
