@@ -3,5 +3,6 @@
 
 pub mod ledger;
 pub mod model;
+pub mod redemption;
 pub mod service;
 pub mod store;
