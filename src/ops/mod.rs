@@ -109,5 +109,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::labels::ApiDoc::openapi());
     doc.merge(crate::transactions::ApiDoc::openapi());
     doc.merge(crate::programs::ApiDoc::openapi());
+    doc.merge(crate::points::ApiDoc::openapi());
     doc
 }

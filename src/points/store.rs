@@ -904,3 +904,100 @@ pub async fn mark_reversed(
     .map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
+
+/// Which entries a ledger read covers.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerFilter {
+    pub customer: i64,
+    pub program: Option<i64>,
+    pub till: Option<i64>,
+    /// An entry kind (`REDEEM`, …).
+    pub kind: Option<String>,
+    /// Bounds on `effective_at`, inclusive.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// `WHERE` of a ledger read: binds $1..$7 (org, customer, program, till, kind, from, to).
+const LEDGER_WHERE: &str = "e.org_id = $1 AND e.customer_id = $2 \
+    AND ($3 = 0 OR e.program_id = $3) AND ($4 = 0 OR e.till_id = $4) \
+    AND ($5 = '' OR e.kind = $5) AND e.effective_at >= $6 AND e.effective_at <= $7";
+
+/// A ledger entry with the program's balance (current and promised) right after it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct LedgerLine {
+    pub id: i64,
+    pub program_id: i64,
+    pub kind: String,
+    pub current_delta: i64,
+    pub promised_delta: i64,
+    pub transaction_id: Option<i64>,
+    pub reference: String,
+    pub till_id: Option<i64>,
+    pub effective_at: i64,
+    pub balance: i64,
+}
+
+macro_rules! bind_filter {
+    ($q:expr, $org:expr, $f:expr) => {
+        $q.bind($org.0)
+            .bind($f.customer)
+            .bind($f.program.unwrap_or(0))
+            .bind($f.till.unwrap_or(0))
+            .bind($f.kind.clone().unwrap_or_default())
+            .bind($f.from.unwrap_or(i64::MIN))
+            .bind($f.to.unwrap_or(i64::MAX))
+    };
+}
+
+pub async fn count_entries(
+    c: &mut impl Connection,
+    org: OrgId,
+    f: &LedgerFilter,
+) -> Result<i64, DbError> {
+    let sql = format!("SELECT COUNT(*) FROM ledger_entries e WHERE {LEDGER_WHERE}");
+    Ok(dispatch!(c, |e| bind_filter!(sqlx::query_scalar::<_, i64>(&sql), org, f)
+        .fetch_one(e)
+        .await)?)
+}
+
+/// One page of entries (`limit` rows from row `skip`), by id ascending or descending.
+pub async fn ledger_page(
+    c: &mut impl Connection,
+    org: OrgId,
+    f: &LedgerFilter,
+    ascending: bool,
+    limit: i64,
+    skip: i64,
+) -> Result<Vec<LedgerLine>, DbError> {
+    let order = if ascending { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT e.id, e.program_id, e.kind, e.current_delta, e.promised_delta, e.transaction_id, \
+         e.reference, e.till_id, e.effective_at, CAST((SELECT COALESCE(SUM(x.current_delta + \
+         x.promised_delta), 0) FROM ledger_entries x WHERE x.org_id = e.org_id \
+         AND x.customer_id = e.customer_id AND x.program_id = e.program_id AND x.id <= e.id) \
+         AS BIGINT) AS balance FROM ledger_entries e WHERE {LEDGER_WHERE} \
+         ORDER BY e.id {order} LIMIT $8 OFFSET $9"
+    );
+    Ok(dispatch!(c, |e| bind_filter!(sqlx::query_as::<_, LedgerLine>(&sql), org, f)
+        .bind(limit)
+        .bind(skip)
+        .fetch_all(e)
+        .await)?)
+}
+
+/// Sums of current and promised deltas per entry kind (kinds in a fixed order).
+pub async fn ledger_sums(
+    c: &mut impl Connection,
+    org: OrgId,
+    f: &LedgerFilter,
+) -> Result<Vec<(String, i64, i64)>, DbError> {
+    let sql = format!(
+        "SELECT e.kind, CAST(COALESCE(SUM(e.current_delta), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(e.promised_delta), 0) AS BIGINT) FROM ledger_entries e \
+         WHERE {LEDGER_WHERE} GROUP BY e.kind ORDER BY MIN(e.id)"
+    );
+    Ok(dispatch!(c, |e| bind_filter!(sqlx::query_as::<_, (String, i64, i64)>(&sql), org, f)
+        .fetch_all(e)
+        .await)?)
+}
