@@ -17,6 +17,7 @@ mod loyalty;
 mod migrations;
 mod ops;
 mod org;
+mod points;
 mod programs;
 mod rejections;
 mod transactions;
