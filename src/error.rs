@@ -90,6 +90,18 @@ pub enum Code {
     InvalidEventName,
     EventDisabled,
     InvalidEventFieldType,
+    InvalidPoints,
+    PointsMoreThanAvailable,
+    InsufficientCurrentPoints,
+    PointsNotInMultiples,
+    CustomerMarkedFraud,
+    InvalidValidationCode,
+    ValidationCodeExpired,
+    ValidationCodeRequired,
+    RedemptionNotFound,
+    RedemptionAlreadyReversed,
+    PointsAboveMaximum,
+    PointsBelowMinimum,
 }
 
 /// One row of the error table.
@@ -102,7 +114,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 78] = [
+    pub const ALL: [Code; 90] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -181,6 +193,18 @@ impl Code {
         Code::InvalidEventName,
         Code::EventDisabled,
         Code::InvalidEventFieldType,
+        Code::InvalidPoints,
+        Code::PointsMoreThanAvailable,
+        Code::InsufficientCurrentPoints,
+        Code::PointsNotInMultiples,
+        Code::CustomerMarkedFraud,
+        Code::InvalidValidationCode,
+        Code::ValidationCodeExpired,
+        Code::ValidationCodeRequired,
+        Code::RedemptionNotFound,
+        Code::RedemptionAlreadyReversed,
+        Code::PointsAboveMaximum,
+        Code::PointsBelowMinimum,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -413,6 +437,41 @@ impl Code {
             }
             Code::InvalidEventFieldType => {
                 (1823, 400, "InvalidEventFieldType", "Invalid event field type")
+            }
+            Code::InvalidPoints => (801, 400, "InvalidPoints", "Invalid points value"),
+            Code::PointsMoreThanAvailable => (
+                803,
+                400,
+                "PointsMoreThanAvailable",
+                "Points to redeem are more than the points available",
+            ),
+            Code::InsufficientCurrentPoints => {
+                (804, 400, "InsufficientCurrentPoints", "Insufficient current points")
+            }
+            Code::PointsNotInMultiples => {
+                (807, 400, "PointsNotInMultiples", "Points are not in the allowed multiples")
+            }
+            Code::CustomerMarkedFraud => {
+                (809, 400, "CustomerMarkedFraud", "Customer is marked as fraud")
+            }
+            Code::InvalidValidationCode => {
+                (810, 400, "InvalidValidationCode", "Invalid validation code")
+            }
+            Code::ValidationCodeExpired => {
+                (811, 400, "ValidationCodeExpired", "Validation code expired or used up")
+            }
+            Code::ValidationCodeRequired => {
+                (812, 400, "ValidationCodeRequired", "Validation code is required")
+            }
+            Code::RedemptionNotFound => (813, 404, "RedemptionNotFound", "Redemption not found"),
+            Code::RedemptionAlreadyReversed => {
+                (814, 400, "RedemptionAlreadyReversed", "Redemption already reversed")
+            }
+            Code::PointsAboveMaximum => {
+                (819, 400, "PointsAboveMaximum", "Points exceed the maximum per transaction")
+            }
+            Code::PointsBelowMinimum => {
+                (821, 400, "PointsBelowMinimum", "Points are below the minimum to redeem")
             }
         };
         CodeInfo { code, http, name, message }

@@ -111,5 +111,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::programs::ApiDoc::openapi());
     doc.merge(crate::behavioral::ApiDoc::openapi());
     doc.merge(crate::webhooks::ApiDoc::openapi());
+    doc.merge(crate::points::ApiDoc::openapi());
     doc
 }

@@ -224,6 +224,53 @@ async fn take_fefo(
     Ok(movements)
 }
 
+/// What reversing a spend gave back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Points put back into the lots the spend took them from.
+    pub restored: Fixed,
+    /// The share of lots that have expired since: not restored (their points would only have
+    /// expired again), and it stays counted as redeemed.
+    pub lapsed: Fixed,
+    /// The `RedeemReversal` entry (none when nothing could be restored).
+    pub entry: Option<i64>,
+}
+
+/// Gives back what the spend `entry` took, to the very lots it came from, as one
+/// `RedeemReversal` entry with positive movements. Lots that have expired by `now` get nothing
+/// back. The caller holds the account lock and makes sure an entry is reversed only once.
+pub async fn reverse_spend(
+    c: &mut impl Connection,
+    scope: Scope,
+    entry: i64,
+    meta: EntryMeta<'_>,
+) -> Result<Restored, DbError> {
+    let moved = store::movements_of_entry(c, scope.org, entry).await?;
+    let mut movements = Vec::with_capacity(moved.len());
+    let mut lapsed = 0i64;
+    for (lot_id, delta) in moved {
+        if delta >= 0 {
+            continue;
+        }
+        let amount = -delta;
+        let valid = store::get_lot(c, scope.org, lot_id)
+            .await?
+            .is_some_and(|lot| lot.expires_at.is_none_or(|at| at > scope.now));
+        if valid {
+            movements.push((lot_id, amount));
+        } else {
+            lapsed += amount;
+        }
+    }
+    let restored: i64 = movements.iter().map(|(_, d)| d).sum();
+    let entry = if restored > 0 {
+        Some(record(c, scope, EntryKind::RedeemReversal, restored, 0, &movements, meta).await?)
+    } else {
+        None
+    };
+    Ok(Restored { restored: Fixed(restored), lapsed: Fixed(lapsed), entry })
+}
+
 /// What a take-back (return reversal) did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TakeBack {

@@ -661,3 +661,343 @@ pub async fn add_reversed(
     .map(|r| r.rows_affected()))?;
     Ok(())
 }
+
+/// Lots a spend can touch at most ([`crate::points::ledger`] bounds a spend the same way).
+const MOVEMENTS_MAX: i64 = 100_000;
+
+/// The lots an entry moved and by how much.
+pub async fn movements_of_entry(
+    c: &mut impl Connection,
+    org: OrgId,
+    entry: i64,
+) -> Result<Vec<(i64, i64)>, DbError> {
+    Ok(dispatch!(c, |e| sqlx::query_as::<_, (i64, i64)>(
+        "SELECT lot_id, delta FROM ledger_lot_movements WHERE org_id = $1 AND entry_id = $2 \
+         ORDER BY lot_id LIMIT $3"
+    )
+    .bind(org.0)
+    .bind(entry)
+    .bind(MOVEMENTS_MAX)
+    .fetch_all(e)
+    .await)?)
+}
+
+/// A stored validation code (its hash only).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ValidationCodeRow {
+    pub id: i64,
+    pub customer_id: i64,
+    pub points: i64,
+    pub salt: String,
+    pub code_hash: String,
+    pub attempts: i32,
+    pub used_at: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+const CODE_COLUMNS: &str =
+    "id, customer_id, points, salt, code_hash, attempts, used_at, created_at, expires_at";
+
+/// The customer's newest unused validation code, live or not.
+pub async fn latest_validation_code(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: i64,
+) -> Result<Option<ValidationCodeRow>, DbError> {
+    let sql = format!(
+        "SELECT {CODE_COLUMNS} FROM points_validation_codes WHERE org_id = $1 \
+         AND customer_id = $2 AND used_at IS NULL ORDER BY id DESC LIMIT 1"
+    );
+    Ok(dispatch!(c, |e| sqlx::query_as::<_, ValidationCodeRow>(&sql)
+        .bind(org.0)
+        .bind(customer)
+        .fetch_optional(e)
+        .await)?)
+}
+
+/// Stores a new code's hash; its id.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_validation_code(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: i64,
+    points: i64,
+    salt: &str,
+    code_hash: &str,
+    created_at: i64,
+    expires_at: i64,
+) -> Result<i64, DbError> {
+    Ok(dispatch!(c, |e| sqlx::query_scalar(
+        "INSERT INTO points_validation_codes (org_id, customer_id, points, salt, code_hash, \
+         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+    )
+    .bind(org.0)
+    .bind(customer)
+    .bind(points)
+    .bind(salt)
+    .bind(code_hash)
+    .bind(created_at)
+    .bind(expires_at)
+    .fetch_one(e)
+    .await)?)
+}
+
+/// Counts one wrong try against a code.
+pub async fn add_code_attempt(
+    c: &mut impl Connection,
+    org: OrgId,
+    code: i64,
+) -> Result<(), DbError> {
+    dispatch!(c, |e| sqlx::query(
+        "UPDATE points_validation_codes SET attempts = attempts + 1 WHERE org_id = $1 AND id = $2"
+    )
+    .bind(org.0)
+    .bind(code)
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Marks a code used; false when someone used it first.
+pub async fn use_code(
+    c: &mut impl Connection,
+    org: OrgId,
+    code: i64,
+    now: i64,
+) -> Result<bool, DbError> {
+    let n = dispatch!(c, |e| sqlx::query(
+        "UPDATE points_validation_codes SET used_at = $3 \
+         WHERE org_id = $1 AND id = $2 AND used_at IS NULL"
+    )
+    .bind(org.0)
+    .bind(code)
+    .bind(now)
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Records that a code was handed to delivery.
+pub async fn insert_code_send(
+    c: &mut impl Connection,
+    org: OrgId,
+    code: i64,
+    channel: &str,
+    event_id: i64,
+    now: i64,
+) -> Result<(), DbError> {
+    dispatch!(c, |e| sqlx::query(
+        "INSERT INTO points_validation_code_sends (org_id, code_id, channel, event_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5)"
+    )
+    .bind(org.0)
+    .bind(code)
+    .bind(channel)
+    .bind(event_id)
+    .bind(now)
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// A redemption as stored.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct RedemptionRow {
+    pub id: i64,
+    pub customer_id: i64,
+    pub program_id: i64,
+    pub points: i64,
+    pub bill_number: String,
+    pub external_reference: String,
+    pub notes: String,
+    pub till_id: Option<i64>,
+    pub validation: String,
+    pub entry_id: i64,
+    pub reversed: bool,
+    pub reversed_points: i64,
+    pub reversed_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// A redemption about to be stored.
+#[derive(Clone, Debug)]
+pub struct NewRedemption<'a> {
+    pub customer_id: i64,
+    pub program_id: i64,
+    pub points: i64,
+    pub bill_number: &'a str,
+    pub external_reference: &'a str,
+    pub notes: &'a str,
+    pub till_id: Option<i64>,
+    pub validation: &'a str,
+    pub validation_code_id: Option<i64>,
+    pub entry_id: i64,
+    pub created_at: i64,
+}
+
+pub async fn insert_redemption(
+    c: &mut impl Connection,
+    org: OrgId,
+    r: &NewRedemption<'_>,
+) -> Result<i64, DbError> {
+    Ok(dispatch!(c, |e| sqlx::query_scalar(
+        "INSERT INTO points_redemptions (org_id, customer_id, program_id, points, bill_number, \
+         external_reference, notes, till_id, validation, validation_code_id, entry_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id"
+    )
+    .bind(org.0)
+    .bind(r.customer_id)
+    .bind(r.program_id)
+    .bind(r.points)
+    .bind(r.bill_number)
+    .bind(r.external_reference)
+    .bind(r.notes)
+    .bind(r.till_id)
+    .bind(r.validation)
+    .bind(r.validation_code_id)
+    .bind(r.entry_id)
+    .bind(r.created_at)
+    .fetch_one(e)
+    .await)?)
+}
+
+pub async fn get_redemption(
+    c: &mut impl Connection,
+    org: OrgId,
+    id: i64,
+) -> Result<Option<RedemptionRow>, DbError> {
+    Ok(dispatch!(c, |e| sqlx::query_as::<_, RedemptionRow>(
+        "SELECT id, customer_id, program_id, points, bill_number, external_reference, notes, \
+         till_id, validation, entry_id, reversed, reversed_points, reversed_at, created_at \
+         FROM points_redemptions WHERE org_id = $1 AND id = $2"
+    )
+    .bind(org.0)
+    .bind(id)
+    .fetch_optional(e)
+    .await)?)
+}
+
+/// Marks a redemption reversed; false when it already was (the caller then rolls back).
+pub async fn mark_reversed(
+    c: &mut impl Connection,
+    org: OrgId,
+    id: i64,
+    reversal_entry: Option<i64>,
+    restored: i64,
+    now: i64,
+) -> Result<bool, DbError> {
+    let n = dispatch!(c, |e| sqlx::query(
+        "UPDATE points_redemptions SET reversed = TRUE, reversal_entry_id = $3, \
+         reversed_points = $4, reversed_at = $5 WHERE org_id = $1 AND id = $2 AND reversed = FALSE"
+    )
+    .bind(org.0)
+    .bind(id)
+    .bind(reversal_entry)
+    .bind(restored)
+    .bind(now)
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Which entries a ledger read covers.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerFilter {
+    pub customer: i64,
+    pub program: Option<i64>,
+    pub till: Option<i64>,
+    /// An entry kind (`REDEEM`, …).
+    pub kind: Option<String>,
+    /// Bounds on `effective_at`, inclusive.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// `WHERE` of a ledger read: binds $1..$7 (org, customer, program, till, kind, from, to).
+const LEDGER_WHERE: &str = "e.org_id = $1 AND e.customer_id = $2 \
+    AND ($3 = 0 OR e.program_id = $3) AND ($4 = 0 OR e.till_id = $4) \
+    AND ($5 = '' OR e.kind = $5) AND e.effective_at >= $6 AND e.effective_at <= $7";
+
+/// A ledger entry with the program's balance (current and promised) right after it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct LedgerLine {
+    pub id: i64,
+    pub program_id: i64,
+    pub kind: String,
+    pub current_delta: i64,
+    pub promised_delta: i64,
+    pub transaction_id: Option<i64>,
+    pub reference: String,
+    pub till_id: Option<i64>,
+    pub effective_at: i64,
+    pub balance: i64,
+}
+
+macro_rules! bind_filter {
+    ($q:expr, $org:expr, $f:expr) => {
+        $q.bind($org.0)
+            .bind($f.customer)
+            .bind($f.program.unwrap_or(0))
+            .bind($f.till.unwrap_or(0))
+            .bind($f.kind.clone().unwrap_or_default())
+            .bind($f.from.unwrap_or(i64::MIN))
+            .bind($f.to.unwrap_or(i64::MAX))
+    };
+}
+
+pub async fn count_entries(
+    c: &mut impl Connection,
+    org: OrgId,
+    f: &LedgerFilter,
+) -> Result<i64, DbError> {
+    let sql = format!("SELECT COUNT(*) FROM ledger_entries e WHERE {LEDGER_WHERE}");
+    Ok(dispatch!(c, |e| bind_filter!(sqlx::query_scalar::<_, i64>(&sql), org, f)
+        .fetch_one(e)
+        .await)?)
+}
+
+/// One page of entries (`limit` rows from row `skip`), by id ascending or descending.
+pub async fn ledger_page(
+    c: &mut impl Connection,
+    org: OrgId,
+    f: &LedgerFilter,
+    ascending: bool,
+    limit: i64,
+    skip: i64,
+) -> Result<Vec<LedgerLine>, DbError> {
+    let order = if ascending { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT e.id, e.program_id, e.kind, e.current_delta, e.promised_delta, e.transaction_id, \
+         e.reference, e.till_id, e.effective_at, CAST((SELECT COALESCE(SUM(x.current_delta + \
+         x.promised_delta), 0) FROM ledger_entries x WHERE x.org_id = e.org_id \
+         AND x.customer_id = e.customer_id AND x.program_id = e.program_id AND x.id <= e.id) \
+         AS BIGINT) AS balance FROM ledger_entries e WHERE {LEDGER_WHERE} \
+         ORDER BY e.id {order} LIMIT $8 OFFSET $9"
+    );
+    Ok(dispatch!(c, |e| bind_filter!(sqlx::query_as::<_, LedgerLine>(&sql), org, f)
+        .bind(limit)
+        .bind(skip)
+        .fetch_all(e)
+        .await)?)
+}
+
+/// Sums of current and promised deltas per entry kind (kinds in a fixed order).
+pub async fn ledger_sums(
+    c: &mut impl Connection,
+    org: OrgId,
+    f: &LedgerFilter,
+) -> Result<Vec<(String, i64, i64)>, DbError> {
+    let sql = format!(
+        "SELECT e.kind, CAST(COALESCE(SUM(e.current_delta), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(e.promised_delta), 0) AS BIGINT) FROM ledger_entries e \
+         WHERE {LEDGER_WHERE} GROUP BY e.kind ORDER BY MIN(e.id)"
+    );
+    Ok(dispatch!(c, |e| bind_filter!(sqlx::query_as::<_, (String, i64, i64)>(&sql), org, f)
+        .fetch_all(e)
+        .await)?)
+}

@@ -18,6 +18,7 @@ mod loyalty;
 mod migrations;
 mod ops;
 mod org;
+mod points;
 mod programs;
 mod rejections;
 mod transactions;

@@ -1,0 +1,591 @@
+//! Redeeming points: the program's redemption rules, validation codes (issued, re-sent, checked
+//! with a bounded number of tries), the redemption itself through the ledger, and its reversal.
+//!
+//! Every check and write of one redemption runs in one write transaction with the customer's
+//! account locked, so that concurrent redemptions can never take more than the balance.
+
+use rand::Rng;
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+use super::ledger::{self, EntryMeta, LedgerError, Scope};
+use super::model::{EntryKind, Fixed};
+use super::store::{self, AccountRow, NewRedemption, RedemptionRow};
+use crate::auth::Principal;
+use crate::db::{Connection, Db, DbError};
+use crate::error::{ApiError, Code};
+use crate::events::{self, NewEvent};
+use crate::org::model::OrgId;
+use crate::programs::engine::CompiledProgram;
+use crate::programs::model::{ProgramError, RedemptionDoc, ValidationCodeMode};
+
+/// Wrong tries after which a validation code is dead.
+pub const CODE_ATTEMPTS_MAX: i32 = 5;
+/// Org config: minutes a validation code stays valid.
+pub const CODE_VALIDITY_CONFIG: &str = "CONF_POINTS_VALIDATION_CODE_VALIDITY_MINUTES";
+/// Org config: how codes are sent (`SMS`, `EMAIL` or `BOTH`).
+pub const CODE_CHANNEL_CONFIG: &str = "CONF_POINTS_VALIDATION_CODE_CHANNEL";
+pub const CODE_VALIDITY_MINUTES_DEFAULT: i64 = 15;
+/// Longest validity an org may configure (a day).
+const CODE_VALIDITY_MINUTES_MAX: i64 = 24 * 60;
+const CODE_DIGITS: u32 = 6;
+
+/// Why a redemption (or its check, code or reversal) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PointsError {
+    #[error("points must be a positive whole number")]
+    InvalidPoints,
+    #[error("{requested} points asked, {available} available")]
+    MoreThanAvailable { requested: Fixed, available: Fixed },
+    #[error("{requested} points asked, {current} current points (the rest is promised)")]
+    InsufficientCurrent { requested: Fixed, current: Fixed },
+    #[error("points must be a multiple of {0}")]
+    NotMultiple(Decimal),
+    #[error("points must be at most {0} per transaction")]
+    AboveMaximum(Decimal),
+    #[error("points must be at least {0}")]
+    BelowMinimum(Decimal),
+    #[error("customer is marked as fraud")]
+    Fraud,
+    #[error("validation code is required")]
+    CodeRequired,
+    /// A wrong code (its id, so that the try is counted after the rollback).
+    #[error("invalid validation code")]
+    CodeInvalid(Option<i64>),
+    #[error("validation code has expired or is used up; ask for a new one")]
+    CodeExpired,
+    #[error("redemption not found")]
+    RedemptionNotFound,
+    #[error("redemption already reversed")]
+    AlreadyReversed,
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<LedgerError> for PointsError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Insufficient { available } => {
+                PointsError::MoreThanAvailable { requested: Fixed::ZERO, available }
+            }
+            LedgerError::NotPositive => PointsError::InvalidPoints,
+            LedgerError::Db(db) => PointsError::Db(db),
+        }
+    }
+}
+
+impl From<PointsError> for ApiError {
+    fn from(e: PointsError) -> Self {
+        let code = match &e {
+            PointsError::InvalidPoints => Code::InvalidPoints,
+            PointsError::MoreThanAvailable { .. } => Code::PointsMoreThanAvailable,
+            PointsError::InsufficientCurrent { .. } => Code::InsufficientCurrentPoints,
+            PointsError::NotMultiple(_) => Code::PointsNotInMultiples,
+            PointsError::AboveMaximum(_) => Code::PointsAboveMaximum,
+            PointsError::BelowMinimum(_) => Code::PointsBelowMinimum,
+            PointsError::Fraud => Code::CustomerMarkedFraud,
+            PointsError::CodeRequired => Code::ValidationCodeRequired,
+            PointsError::CodeInvalid(_) => Code::InvalidValidationCode,
+            PointsError::CodeExpired => Code::ValidationCodeExpired,
+            PointsError::RedemptionNotFound => Code::RedemptionNotFound,
+            PointsError::AlreadyReversed => Code::RedemptionAlreadyReversed,
+            PointsError::Program(ProgramError::NotFound) => Code::InvalidProgramId,
+            PointsError::Program(_) => return ApiError::from(into_program(e)),
+            PointsError::Db(_) => return ApiError::from(into_db(e)),
+        };
+        ApiError::with_message(code, e.to_string())
+    }
+}
+
+fn into_program(e: PointsError) -> ProgramError {
+    match e {
+        PointsError::Program(p) => p,
+        _ => ProgramError::NotFound,
+    }
+}
+
+fn into_db(e: PointsError) -> DbError {
+    match e {
+        PointsError::Db(d) => d,
+        _ => DbError::Sqlx(sqlx::Error::RowNotFound),
+    }
+}
+
+/// Points as asked on the wire: positive and whole (801 otherwise).
+pub fn parse_points(value: Decimal) -> Result<Fixed, PointsError> {
+    if value <= Decimal::ZERO || !value.fract().is_zero() {
+        return Err(PointsError::InvalidPoints);
+    }
+    Fixed::from_decimal(value).ok_or(PointsError::InvalidPoints)
+}
+
+/// The program's limits: minimum (821), multiples (807), maximum per bill (819).
+pub fn check_rules(rules: &RedemptionDoc, points: Fixed) -> Result<(), PointsError> {
+    let asked = points.to_decimal();
+    if asked < rules.min_points {
+        return Err(PointsError::BelowMinimum(rules.min_points.normalize()));
+    }
+    if let Some(multiple) = rules.multiple_of.filter(|m| *m > Decimal::ZERO)
+        && !(asked % multiple).is_zero()
+    {
+        return Err(PointsError::NotMultiple(multiple.normalize()));
+    }
+    if let Some(max) = rules.max_per_bill
+        && asked > max
+    {
+        return Err(PointsError::AboveMaximum(max.normalize()));
+    }
+    Ok(())
+}
+
+/// 803 when the balance (current and promised) cannot cover it, 804 when only promised points
+/// would.
+fn check_balance(account: Option<&AccountRow>, points: Fixed) -> Result<(), PointsError> {
+    let current = account.map(|a| a.current_points.max(0)).unwrap_or(0);
+    let promised = account.map(|a| a.promised_points.max(0)).unwrap_or(0);
+    if points.0 > current + promised {
+        return Err(PointsError::MoreThanAvailable {
+            requested: points,
+            available: Fixed(current),
+        });
+    }
+    if points.0 > current {
+        return Err(PointsError::InsufficientCurrent {
+            requested: points,
+            current: Fixed(current),
+        });
+    }
+    Ok(())
+}
+
+/// Fraud statuses that block redemption (Capillary's `MARKED`, `CONFIRMED`, `RECONFIRMED`).
+fn is_fraud(status: Option<&str>) -> bool {
+    status.is_some_and(|s| {
+        matches!(s.trim().to_ascii_uppercase().as_str(), "MARKED" | "CONFIRMED" | "RECONFIRMED")
+    })
+}
+
+/// The hash a code is stored as: hex SHA-256 of `salt:code`.
+pub fn hash_code(salt: &str, code: &str) -> String {
+    hex::encode(Sha256::digest(format!("{salt}:{}", code.trim()).as_bytes()))
+}
+
+/// How a redemption's validation code was handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// A code was checked (and, when committing, used up).
+    Code(i64),
+    Skipped,
+    NotRequired,
+}
+
+impl Validation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Validation::Code(_) => "CODE",
+            Validation::Skipped => "SKIPPED",
+            Validation::NotRequired => "NOT_REQUIRED",
+        }
+    }
+}
+
+/// One redemption to check or make.
+#[derive(Clone, Copy, Debug)]
+pub struct Redeem<'a> {
+    pub customer: i64,
+    pub program: &'a CompiledProgram,
+    pub points: Fixed,
+    pub validation_code: Option<&'a str>,
+    pub skip_validation: bool,
+    /// Only check a code when one is given (isredeemable), instead of requiring one.
+    pub code_if_given: bool,
+    pub bill_number: &'a str,
+    pub external_reference: &'a str,
+    pub notes: &'a str,
+    pub till: Option<i64>,
+    /// False: check everything and write nothing.
+    pub commit: bool,
+}
+
+/// What a redemption (or its check) came to.
+#[derive(Clone, Debug)]
+pub struct Redeemed {
+    /// None when only checked.
+    pub redemption_id: Option<i64>,
+    pub points: Fixed,
+    /// Current points after the redemption (before it, when only checked).
+    pub balance: Fixed,
+    /// Currency value of one point, and of the points asked.
+    pub point_value: Decimal,
+    pub value: Decimal,
+}
+
+/// Checks a redemption against the program's rules, the customer and the balance, and, when
+/// `commit`, spends the points (soonest-expiring lots first) and stores the redemption — all in
+/// one write transaction with the account locked. A wrong code counts as a try (and nothing
+/// else is written).
+#[tracing::instrument(skip_all, fields(org = org.0, customer = r.customer))]
+pub async fn redeem(
+    db: &Db,
+    principal: Option<&Principal>,
+    org: OrgId,
+    r: &Redeem<'_>,
+    now: i64,
+) -> Result<Redeemed, PointsError> {
+    let rules = &r.program.doc.redemption;
+    check_rules(rules, r.points)?;
+    let mut tx = db.begin_write().await?;
+    let result = redeem_in(&mut tx, principal, org, r, now).await;
+    match result {
+        Ok(done) if r.commit => {
+            tx.commit().await?;
+            Ok(done)
+        }
+        Ok(done) => {
+            drop(tx); // rolls back
+            Ok(done)
+        }
+        Err(PointsError::CodeInvalid(Some(code))) => {
+            drop(tx); // rolls back
+            let mut tx = db.begin_write().await?;
+            store::add_code_attempt(&mut tx, org, code).await?;
+            tx.commit().await?;
+            Err(PointsError::CodeInvalid(Some(code)))
+        }
+        Err(e) => {
+            drop(tx); // rolls back
+            Err(e)
+        }
+    }
+}
+
+async fn redeem_in(
+    tx: &mut crate::db::Tx,
+    principal: Option<&Principal>,
+    org: OrgId,
+    r: &Redeem<'_>,
+    now: i64,
+) -> Result<Redeemed, PointsError> {
+    let rules = &r.program.doc.redemption;
+    let customer = crate::customers::store::get_customer(
+        tx,
+        org,
+        crate::customers::model::CustomerId(r.customer),
+    )
+    .await?
+    .ok_or(PointsError::MoreThanAvailable { requested: r.points, available: Fixed::ZERO })?;
+    if is_fraud(customer.fraud_status.as_deref()) {
+        return Err(PointsError::Fraud);
+    }
+    let scope = Scope { org, customer: r.customer, program: r.program.id.0, till: r.till, now };
+    // Lock first, then let lapsed lots expire, so that the balance checked is today's.
+    let locked = store::lock_account(tx, org, r.customer, scope.program).await?;
+    if locked.is_some() {
+        ledger::expire_customer(tx, scope).await?;
+    }
+    let account = store::lock_account(tx, org, r.customer, scope.program).await?;
+    check_balance(account.as_ref(), r.points)?;
+    let validation = match (rules.validation_code, r.validation_code) {
+        (ValidationCodeMode::Never, _) => Validation::NotRequired,
+        (ValidationCodeMode::Optional, _) if r.skip_validation => Validation::Skipped,
+        (_, Some(code)) => {
+            Validation::Code(check_code(tx, org, r.customer, r.points, code, now).await?)
+        }
+        (_, None) if r.code_if_given => Validation::NotRequired,
+        (_, None) => return Err(PointsError::CodeRequired),
+    };
+    let current = Fixed(account.as_ref().map(|a| a.current_points).unwrap_or(0));
+    let value = r.points.to_decimal() * rules.point_value;
+    if !r.commit {
+        return Ok(Redeemed {
+            redemption_id: None,
+            points: r.points,
+            balance: current,
+            point_value: rules.point_value,
+            value,
+        });
+    }
+    if let Validation::Code(code) = validation
+        && !store::use_code(tx, org, code, now).await?
+    {
+        return Err(PointsError::CodeExpired);
+    }
+    let meta = EntryMeta { reference: r.bill_number, note: r.notes, ..EntryMeta::default() };
+    let entry = ledger::spend(tx, scope, EntryKind::Redeem, r.points, meta).await.map_err(|e| {
+        match PointsError::from(e) {
+            PointsError::MoreThanAvailable { available, .. } => {
+                PointsError::MoreThanAvailable { requested: r.points, available }
+            }
+            other => other,
+        }
+    })?;
+    let id = store::insert_redemption(
+        tx,
+        org,
+        &NewRedemption {
+            customer_id: r.customer,
+            program_id: scope.program,
+            points: r.points.0,
+            bill_number: r.bill_number,
+            external_reference: r.external_reference,
+            notes: r.notes,
+            till_id: r.till,
+            validation: validation.as_str(),
+            validation_code_id: match validation {
+                Validation::Code(id) => Some(id),
+                _ => None,
+            },
+            entry_id: entry,
+            created_at: now,
+        },
+    )
+    .await?;
+    events::raise(
+        tx,
+        org,
+        principal,
+        NewEvent {
+            event_type: "points.redeemed",
+            entity_type: "CUSTOMER",
+            entity_id: r.customer,
+            payload: serde_json::json!({"redemptionId": id, "programId": scope.program,
+                "points": r.points.to_f64(), "billNumber": r.bill_number}),
+        },
+    )
+    .await?;
+    Ok(Redeemed {
+        redemption_id: Some(id),
+        points: r.points,
+        balance: current - r.points,
+        point_value: rules.point_value,
+        value,
+    })
+}
+
+/// Checks `code` against the customer's live code; its id. The code covers up to the points it
+/// was issued for.
+async fn check_code(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: i64,
+    points: Fixed,
+    code: &str,
+    now: i64,
+) -> Result<i64, PointsError> {
+    let row = store::latest_validation_code(c, org, customer)
+        .await?
+        .ok_or(PointsError::CodeInvalid(None))?;
+    if row.expires_at <= now || row.attempts >= CODE_ATTEMPTS_MAX {
+        return Err(PointsError::CodeExpired);
+    }
+    if hash_code(&row.salt, code) != row.code_hash {
+        return Err(PointsError::CodeInvalid(Some(row.id)));
+    }
+    if points.0 > row.points {
+        return Err(PointsError::CodeInvalid(None));
+    }
+    Ok(row.id)
+}
+
+/// A validation code handed to delivery.
+#[derive(Clone, Debug)]
+pub struct IssuedCode {
+    pub id: i64,
+    pub expires_at: i64,
+    /// True when the live code was sent again instead of a new one.
+    pub resent: bool,
+    pub channel: String,
+}
+
+/// Issues a validation code for (customer, points), or re-sends the live one asked for the same
+/// points within its window (the window and the tries left are not reset).
+#[tracing::instrument(skip_all, fields(org = org.0, customer))]
+pub async fn issue_code(
+    db: &Db,
+    principal: Option<&Principal>,
+    org: OrgId,
+    customer: i64,
+    points: Fixed,
+    now: i64,
+) -> Result<IssuedCode, PointsError> {
+    let mut tx = db.begin_write().await?;
+    let configs = crate::transactions::store::configs(
+        &mut tx,
+        org,
+        &[CODE_VALIDITY_CONFIG, CODE_CHANNEL_CONFIG],
+    )
+    .await?;
+    let config = |key: &str| configs.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
+    let minutes = config(CODE_VALIDITY_CONFIG)
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|m| *m > 0)
+        .unwrap_or(CODE_VALIDITY_MINUTES_DEFAULT)
+        .min(CODE_VALIDITY_MINUTES_MAX);
+    let channel = config(CODE_CHANNEL_CONFIG)
+        .map(str::to_ascii_uppercase)
+        .filter(|c| matches!(c.as_str(), "SMS" | "EMAIL" | "BOTH"))
+        .unwrap_or_else(|| "SMS".into());
+    let live = store::latest_validation_code(&mut tx, org, customer).await?.filter(|row| {
+        row.expires_at > now && row.attempts < CODE_ATTEMPTS_MAX && row.points == points.0
+    });
+    let issued = match live {
+        Some(row) => {
+            deliver_validation_code(
+                &mut tx,
+                principal,
+                org,
+                customer,
+                &CodeToSend::Again(row.id),
+                &channel,
+                now,
+            )
+            .await?;
+            IssuedCode { id: row.id, expires_at: row.expires_at, resent: true, channel }
+        }
+        None => {
+            let (code, salt) = {
+                let mut rng = rand::thread_rng();
+                let code = format!(
+                    "{:0width$}",
+                    rng.gen_range(0..10u32.pow(CODE_DIGITS)),
+                    width = CODE_DIGITS as usize
+                );
+                let salt: [u8; 16] = rng.r#gen();
+                (code, hex::encode(salt))
+            };
+            let expires_at = now + minutes * 60_000;
+            let id = store::insert_validation_code(
+                &mut tx,
+                org,
+                customer,
+                points.0,
+                &salt,
+                &hash_code(&salt, &code),
+                now,
+                expires_at,
+            )
+            .await?;
+            deliver_validation_code(
+                &mut tx,
+                principal,
+                org,
+                customer,
+                &CodeToSend::New { id, code: &code },
+                &channel,
+                now,
+            )
+            .await?;
+            IssuedCode { id, expires_at, resent: false, channel }
+        }
+    };
+    tx.commit().await?;
+    Ok(issued)
+}
+
+/// What to send: a new code, or the live one again.
+pub enum CodeToSend<'a> {
+    New {
+        id: i64,
+        code: &'a str,
+    },
+    /// Codes are stored only hashed: a re-send asks delivery to repeat its earlier message for
+    /// this code id.
+    Again(i64),
+}
+
+/// Hands a validation code to delivery and records the send.
+///
+/// Sent through comms once it lands: for now this raises the outbox event
+/// `points.validation_code_issued` (its payload never carries the code) and records the send;
+/// the comms module will render the code into the org's SMS / e-mail template here.
+pub async fn deliver_validation_code(
+    tx: &mut crate::db::Tx,
+    principal: Option<&Principal>,
+    org: OrgId,
+    customer: i64,
+    code: &CodeToSend<'_>,
+    channel: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    // Sent through comms once it lands.
+    let (id, resend) = match code {
+        CodeToSend::New { id, code: _ } => (*id, false),
+        CodeToSend::Again(id) => (*id, true),
+    };
+    let event = events::raise(
+        tx,
+        org,
+        principal,
+        NewEvent {
+            event_type: "points.validation_code_issued",
+            entity_type: "CUSTOMER",
+            entity_id: customer,
+            payload: serde_json::json!({"validationCodeId": id, "channel": channel, "resend": resend}),
+        },
+    )
+    .await?;
+    store::insert_code_send(tx, org, id, channel, event, now).await
+}
+
+/// What a reversal gave back.
+#[derive(Clone, Debug)]
+pub struct Reversal {
+    pub redemption: RedemptionRow,
+    pub restored: Fixed,
+    /// Points of lots that expired since the redemption: not restored.
+    pub lapsed: Fixed,
+    pub balance: Fixed,
+}
+
+/// Reverses a redemption: exactly what it took goes back to the lots it came from (except
+/// lots that have expired since), once. `customer`, when given, must own the redemption.
+#[tracing::instrument(skip_all, fields(org = org.0, redemption = id))]
+pub async fn reverse(
+    db: &Db,
+    principal: Option<&Principal>,
+    org: OrgId,
+    id: i64,
+    customer: Option<i64>,
+    now: i64,
+) -> Result<Reversal, PointsError> {
+    let mut tx = db.begin_write().await?;
+    let row = store::get_redemption(&mut tx, org, id)
+        .await?
+        .filter(|r| customer.is_none_or(|c| c == r.customer_id))
+        .ok_or(PointsError::RedemptionNotFound)?;
+    if row.reversed {
+        return Err(PointsError::AlreadyReversed);
+    }
+    let scope = Scope { org, customer: row.customer_id, program: row.program_id, till: None, now };
+    ledger::open_account(&mut tx, scope).await?;
+    let reference = format!("redemption:{id}");
+    let meta = EntryMeta { reference: &reference, ..EntryMeta::default() };
+    let restored = ledger::reverse_spend(&mut tx, scope, row.entry_id, meta).await?;
+    if !store::mark_reversed(&mut tx, org, id, restored.entry, restored.restored.0, now).await? {
+        drop(tx); // rolls back
+        return Err(PointsError::AlreadyReversed);
+    }
+    events::raise(
+        &mut tx,
+        org,
+        principal,
+        NewEvent {
+            event_type: "points.redemption_reversed",
+            entity_type: "CUSTOMER",
+            entity_id: row.customer_id,
+            payload: serde_json::json!({"redemptionId": id, "restored": restored.restored.to_f64(),
+                "lapsed": restored.lapsed.to_f64()}),
+        },
+    )
+    .await?;
+    let account = store::lock_account(&mut tx, org, row.customer_id, row.program_id).await?;
+    tx.commit().await?;
+    Ok(Reversal {
+        redemption: row,
+        restored: restored.restored,
+        lapsed: restored.lapsed,
+        balance: Fixed(account.map(|a| a.current_points).unwrap_or(0)),
+    })
+}
