@@ -82,6 +82,13 @@ pub enum Code {
     AlreadyRetro,
     ClientSignatureMissing,
     InvalidProgramId,
+    MessageNotSent,
+    EmailNotSent,
+    InvalidTemplateType,
+    TemplateNotFound,
+    TemplateUpdateFailed,
+    InvalidEmailId,
+    MessageNotFound,
 }
 
 /// One row of the error table.
@@ -94,7 +101,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 70] = [
+    pub const ALL: [Code; 77] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -165,6 +172,13 @@ impl Code {
         Code::AlreadyRetro,
         Code::ClientSignatureMissing,
         Code::InvalidProgramId,
+        Code::MessageNotSent,
+        Code::EmailNotSent,
+        Code::InvalidTemplateType,
+        Code::TemplateNotFound,
+        Code::TemplateUpdateFailed,
+        Code::InvalidEmailId,
+        Code::MessageNotFound,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -369,6 +383,19 @@ impl Code {
                 (1629, 400, "ClientSignatureMissing", "X-CAP-CLIENT-SIGNATURE header is mandatory")
             }
             Code::InvalidProgramId => (1101, 400, "InvalidProgramId", "Invalid programId"),
+            Code::MessageNotSent => (4101, 400, "MessageNotSent", "Cannot send message"),
+            Code::EmailNotSent => (4201, 400, "EmailNotSent", "Cannot send email"),
+            Code::InvalidTemplateType => {
+                (4203, 400, "InvalidTemplateType", "Invalid template type (channel)")
+            }
+            Code::TemplateNotFound => (4204, 404, "TemplateNotFound", "Template not found"),
+            Code::TemplateUpdateFailed => {
+                (4205, 400, "TemplateUpdateFailed", "Template add/update failed")
+            }
+            Code::InvalidEmailId => (4208, 400, "InvalidEmailId", "Invalid email id"),
+            Code::MessageNotFound => {
+                (4223, 404, "MessageNotFound", "Message not found for the org and messageId")
+            }
         };
         CodeInfo { code, http, name, message }
     }

@@ -30,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::labels::router())
         .merge(crate::transactions::router())
         .merge(crate::programs::router())
+        .merge(crate::comms::router())
+        .merge(crate::audit::router())
         .route_layer(from_fn(envelope::render_envelopes))
         .route_layer(from_fn_with_state(state.clone(), crate::idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), ratelimit::limit_rate))

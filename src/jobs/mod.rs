@@ -1,8 +1,9 @@
-//! Background jobs of a running server: the purge of expired idempotency keys and the loyalty
-//! jobs (expiry, unlock, tier renewal, queued bills).
+//! Background jobs of a running server: the purge of expired idempotency keys, the loyalty
+//! jobs (expiry, unlock, tier renewal, queued bills) and message delivery.
 //!
 //! Each job is idempotent and bounded per run, so several instances may run it at once safely.
 
+pub mod comms;
 pub mod loyalty;
 
 use std::time::Duration;
@@ -18,6 +19,8 @@ use crate::idempotency::store::purge_expired;
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 /// How often the loyalty jobs run; queued bills wait at most about this long.
 const LOYALTY_EVERY: Duration = Duration::from_secs(2);
+/// How often due messages are delivered; a queued message waits at most about this long.
+const COMMS_EVERY: Duration = Duration::from_secs(2);
 /// Rows deleted per statement, and statements per run: each run is bounded.
 const PURGE_BATCH: i64 = 1_000;
 const PURGE_BATCHES_MAX: usize = 100;
@@ -27,10 +30,14 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(PURGE_EVERY);
         let mut loyalty_ticker = tokio::time::interval(LOYALTY_EVERY);
+        let mut comms_ticker = tokio::time::interval(COMMS_EVERY);
         loop {
             tokio::select! {
                 _ = ticker.tick() => purge_idempotency_keys(&state).await,
                 _ = loyalty_ticker.tick() => loyalty::run_once(&state).await,
+                _ = comms_ticker.tick() => {
+                    comms::run_once(&state, now_millis()).await;
+                }
                 _ = shutdown.changed() => break,
             }
         }

@@ -109,5 +109,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::labels::ApiDoc::openapi());
     doc.merge(crate::transactions::ApiDoc::openapi());
     doc.merge(crate::programs::ApiDoc::openapi());
+    doc.merge(crate::comms::ApiDoc::openapi());
+    doc.merge(crate::audit::ApiDoc::openapi());
     doc
 }
