@@ -218,9 +218,8 @@ pub async fn insert_message(
     m: &NewMessage<'_>,
     now: i64,
 ) -> Result<MessageId, DbError> {
-    let id: i64 =
-        dispatch!(c, |e| {
-            sqlx::query_scalar(
+    let id: i64 = dispatch!(c, |e| {
+        sqlx::query_scalar(
         "INSERT INTO messages (org_id, customer_id, channel, recipient, sender, cc, bcc, subject, \
          body, template_id, purpose, priority, status, provider_response, scheduled_at, \
          next_attempt_at, resent_from, request_id, requested_by_type, requested_by_id, \
@@ -250,7 +249,7 @@ pub async fn insert_message(
     .bind(now)
     .fetch_one(e)
     .await
-        })?;
+    })?;
     Ok(MessageId(id))
 }
 

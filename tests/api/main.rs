@@ -3,8 +3,10 @@
 
 mod helpers;
 
+mod audit_logs;
 mod auth;
 mod cli;
+mod comms;
 mod customers;
 mod customers_v1;
 mod envelopes;
