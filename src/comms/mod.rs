@@ -70,6 +70,7 @@ pub fn router() -> Router<AppState> {
         .route("/v2/communications/sendMessage", post(routes::v2_send))
         .route("/v2/communications/resend", post(routes::v2_resend))
         .route("/v1.1/communications/sendMessage", post(routes::v1_send))
+        .route("/v2/customers/{id}/interactions", get(routes::customer_interactions))
         .route("/x/perks/v1/messages/{id}", get(routes::get_message))
         .route("/x/perks/v1/templates", get(routes::list_templates).post(routes::create_template))
         .route(
@@ -83,6 +84,7 @@ pub fn router() -> Router<AppState> {
     routes::v2_send,
     routes::v2_resend,
     routes::v1_send,
+    routes::customer_interactions,
     routes::get_message,
     routes::list_templates,
     routes::create_template,

@@ -205,7 +205,8 @@ pub async fn v2_send(
 pub struct V1ChannelQuery {
     /// `sms` (default), `email`, `whatsapp` or `zalo`.
     channel: Option<String>,
-    /// `json` (default) or `xml`.
+    /// `json` (default) or `xml`; read by the envelope layer.
+    #[allow(dead_code)]
     format: Option<String>,
 }
 
@@ -226,7 +227,6 @@ pub async fn v1_send(
     V1Body(body): V1Body<Value>,
 ) -> Result<V1Reply, ApiError> {
     principal.require(Resource::Communication, Level::Write)?;
-    let _ = &q.format;
     let channel = ChannelQuery { channel: q.channel.clone() }.channel()?;
     let items = batch_items(&body, channel.key(), &["to", "body"])?;
     let tz: Tz = {
@@ -349,6 +349,104 @@ pub async fn get_message(
     let message = service::message(&mut conn, principal.org, MessageId(id)).await?;
     Ok(axum::Json(json!({"data": message_json(&message), "warnings": [], "errors": []}))
         .into_response())
+}
+
+// ---------------------------------------------------------------- customer interactions
+
+/// Default and largest page of `GET /v2/customers/{userId}/interactions`.
+pub const INTERACTIONS_LIMIT_DEFAULT: i64 = 50;
+pub const INTERACTIONS_LIMIT_MAX: i64 = 100;
+
+/// Query of `GET /v2/customers/{userId}/interactions`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InteractionsQuery {
+    /// `sms`, `email`, `emailbulk`, `whatsapp`, `zalo` (other v1.1 types list nothing).
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// 1 to 100 (default 50).
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// The v1.1 interaction types (see `GET /v1.1/customer/interaction`).
+const INTERACTION_TYPES: [&str; 14] = [
+    "sms",
+    "email",
+    "emailbulk",
+    "checkin",
+    "like",
+    "comment",
+    "mention",
+    "retweet",
+    "tweet",
+    "feedback",
+    "whatsapp",
+    "zalo",
+    "line",
+    "viber",
+];
+
+/// `GET /v2/customers/{userId}/interactions` — the customer's messages, newest first.
+#[utoipa::path(get, path = "/v2/customers/{userId}/interactions", tag = "communications",
+    params(("userId" = i64, Path, description = "Customer id"), InteractionsQuery),
+    responses((status = 200, description = "pagination, data[] {id, type, network, to, sender, subject, message, status, priority, purpose, createdOn, scheduledOn, sentOn}"),
+        (status = 400, description = "Bad type, limit or offset"), (status = 404, description = "8015 not found")))]
+pub async fn customer_interactions(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(user_id): Path<i64>,
+    Query(q): Query<InteractionsQuery>,
+) -> Result<Response, ApiError> {
+    principal.require(Resource::Customer, Level::Read)?;
+    let kind = q.kind.as_deref().map(|k| k.trim().to_ascii_lowercase());
+    if let Some(kind) = kind.as_deref()
+        && !INTERACTION_TYPES.contains(&kind)
+    {
+        return Err(ApiError::invalid(format!(
+            "type must be one of {}",
+            INTERACTION_TYPES.join(", ")
+        )));
+    }
+    let limit = q.limit.unwrap_or(INTERACTIONS_LIMIT_DEFAULT);
+    let offset = q.offset.unwrap_or(0);
+    if !(1..=INTERACTIONS_LIMIT_MAX).contains(&limit) || offset < 0 {
+        return Err(ApiError::invalid(format!(
+            "limit must be 1 to {INTERACTIONS_LIMIT_MAX} and offset not negative"
+        )));
+    }
+    let customer = CustomerId(user_id);
+    let mut conn = state.db.read().await?;
+    if crate::customers::store::get_customer(&mut conn, principal.org, customer).await?.is_none() {
+        return Err(ApiError::from(CommsError::CustomerNotFound));
+    }
+    let (rows, total) = match service::interaction_filter(kind.as_deref()) {
+        Some(filter) => {
+            service::customer_messages(&mut conn, principal.org, customer, &filter, limit, offset)
+                .await?
+        }
+        None => (Vec::new(), 0),
+    };
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "type": service::interaction_type(m),
+                "network": "capillary",
+                "to": m.recipient,
+                "sender": m.sender,
+                "subject": m.subject,
+                "message": service::shown_body(m),
+                "status": m.status,
+                "priority": m.priority,
+                "purpose": m.purpose,
+                "createdOn": iso_utc(m.created_at),
+                "scheduledOn": m.scheduled_at.map(iso_utc),
+                "sentOn": m.sent_at.map(iso_utc),
+            })
+        })
+        .collect();
+    Ok(crate::http::envelope::v2_list(data, limit, offset, total))
 }
 
 // ---------------------------------------------------------------- templates

@@ -565,6 +565,40 @@ pub async fn customer_messages(
     .await
 }
 
+/// The message filter of a customer-interaction `type` (`None`: a type no message has).
+/// `sms`, `whatsapp`, `zalo` pick their channel; `email` is transactional e-mail and
+/// `emailbulk` promotional e-mail; no type means every message.
+pub fn interaction_filter(kind: Option<&str>) -> Option<MessageFilter<'static>> {
+    let (channels, priority): (&'static [&'static str], Option<&'static str>) = match kind {
+        None => (&[], None),
+        Some("sms") => (&["SMS"], None),
+        Some("email") => (&["EMAIL"], Some("TRANS")),
+        Some("emailbulk") => (&["EMAIL"], Some("BULK")),
+        Some("whatsapp") => (&["WHATSAPP"], None),
+        Some("zalo") => (&["ZALO"], None),
+        Some(_) => return None,
+    };
+    Some(MessageFilter { channels, priority })
+}
+
+/// A message's interaction type: its channel in lower case, `emailbulk` for promotional e-mail.
+pub fn interaction_type(m: &MessageRow) -> String {
+    match (m.channel.as_str(), m.priority.as_str()) {
+        ("EMAIL", "BULK") => "emailbulk".to_string(),
+        (channel, _) => channel.to_ascii_lowercase(),
+    }
+}
+
+/// A message's body as customer reads show it: the digits of a one-time code (purpose `OTP`)
+/// are masked.
+pub fn shown_body(m: &MessageRow) -> String {
+    if m.purpose == "OTP" {
+        m.body.chars().map(|c| if c.is_ascii_digit() { '*' } else { c }).collect()
+    } else {
+        m.body.clone()
+    }
+}
+
 /// One message of the org.
 pub async fn message(
     c: &mut impl Connection,
@@ -623,6 +657,10 @@ pub async fn deliver_due(
     now: i64,
     limit: i64,
 ) -> Result<DeliveryReport, DbError> {
+    // A cheap read first: most runs find nothing due and need no write transaction.
+    if !store::any_due(&mut db.read().await?, now).await? {
+        return Ok(DeliveryReport::default());
+    }
     let token = uuid::Uuid::new_v4().to_string();
     let mut tx = db.begin_write().await?;
     let claimed = store::claim_due(&mut tx, &token, now, now + CLAIM_LEASE_MILLIS, limit).await?;

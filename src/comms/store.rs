@@ -319,6 +319,20 @@ pub async fn customer_messages(
 
 // ---------------------------------------------------------------- delivery
 
+/// True when some message of any org is due at `now` (and not claimed).
+pub async fn any_due(c: &mut impl Connection, now: i64) -> Result<bool, DbError> {
+    let found: Option<i64> = dispatch!(c, |e| {
+        sqlx::query_scalar(
+        "SELECT id FROM messages WHERE status IN ('QUEUED', 'SCHEDULED') AND next_attempt_at <= $1 \
+         AND (claimed_until IS NULL OR claimed_until <= $1) LIMIT 1"
+    )
+    .bind(now)
+    .fetch_optional(e)
+    .await
+    })?;
+    Ok(found.is_some())
+}
+
 /// Claims up to `limit` due messages of any org for `lease_until`: sets the claim token and
 /// counts the attempt. Rows claimed by another worker whose lease has not run out are skipped
 /// (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer).

@@ -1109,40 +1109,18 @@ const INTERACTION_TYPES: [&str; 14] = [
     "viber",
 ];
 
-/// The message filter of an interaction type (`None`: a type with no messages).
-fn message_filter(kind: Option<&str>) -> Option<(&'static [&'static str], Option<&'static str>)> {
-    match kind {
-        None => Some((&[], None)),
-        Some("sms") => Some((&["SMS"], None)),
-        Some("email") => Some((&["EMAIL"], Some("TRANS"))),
-        Some("emailbulk") => Some((&["EMAIL"], Some("BULK"))),
-        Some("whatsapp") => Some((&["WHATSAPP"], None)),
-        Some("zalo") => Some((&["ZALO"], None)),
-        Some(_) => None,
-    }
-}
-
-/// One message as an interaction; the body of a one-time-code message shows its digits masked.
+/// One message as an interaction (one-time codes masked).
 fn interaction_json(m: &crate::comms::store::MessageRow) -> Value {
-    let kind = match (m.channel.as_str(), m.priority.as_str()) {
-        ("EMAIL", "BULK") => "emailbulk".to_string(),
-        (channel, _) => channel.to_ascii_lowercase(),
-    };
-    let message = if m.purpose == "OTP" {
-        m.body.chars().map(|c| if c.is_ascii_digit() { '*' } else { c }).collect()
-    } else {
-        m.body.clone()
-    };
     let time =
         |t: i64| chrono::DateTime::from_timestamp_millis(t).map(|t| t.format(V1_TIME).to_string());
     json!({
         "id": m.id,
-        "type": kind,
+        "type": crate::comms::service::interaction_type(m),
         "network": "capillary",
         "to": m.recipient,
         "sender": m.sender,
         "subject": m.subject,
-        "message": message,
+        "message": crate::comms::service::shown_body(m),
         "status": m.status,
         "priority": m.priority,
         "purpose": m.purpose,
@@ -1201,13 +1179,12 @@ pub async fn interaction(
         )));
     }
     // Messages are Perks's (the `capillary` network's) interactions.
-    let messages = message_filter(kind.as_deref())
+    let messages = crate::comms::service::interaction_filter(kind.as_deref())
         .filter(|_| network.as_deref().is_none_or(|n| n == "capillary"));
     let org = principal.org;
     read_one(&state, &principal, &headers, &q, async |conn, view| {
         let (rows, count) = match messages {
-            Some((channels, priority)) => {
-                let filter = crate::comms::store::MessageFilter { channels, priority };
+            Some(filter) => {
                 crate::comms::service::customer_messages(
                     conn,
                     org,

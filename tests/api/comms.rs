@@ -99,6 +99,10 @@ async fn message_count(app: &TestApp) -> i64 {
     .unwrap()
 }
 
+async fn stored_customer(app: &TestApp, message_id: i64) -> i64 {
+    message(app, message_id).await["customerId"].as_i64().unwrap()
+}
+
 async fn deliver(app: &TestApp, now: i64) -> perks::comms::service::DeliveryReport {
     perks::jobs::comms::run_once(&app.state, now).await
 }
@@ -315,6 +319,28 @@ async fn a_logged_message_shows_in_the_customers_interactions(backend: Backend) 
     assert_eq!(list["interaction"][0]["type"], "email", "newest first");
     let list = interactions(&app, "&limit=1&offset=1").await;
     assert_eq!(list["interaction"][0]["id"], id);
+
+    // The v2 view of the same log.
+    let response =
+        app.get(&format!("/v2/customers/{user}/interactions?type=sms"), &app.basic()).await;
+    response.assert_status(200);
+    let v2 = response.json();
+    assert_eq!(v2["pagination"], json!({"limit": 50, "offset": 0, "total": 1}));
+    assert_eq!(v2["data"][0]["id"], id);
+    assert_eq!(v2["data"][0]["status"], "SENT");
+    assert!(v2["data"][0]["sentOn"].as_str().unwrap().ends_with('Z'));
+    let response =
+        app.get(&format!("/v2/customers/{user}/interactions?limit=1"), &app.basic()).await;
+    assert_eq!(response.json()["pagination"]["total"], 2);
+    assert_eq!(response.json()["data"][0]["type"], "email");
+    let response =
+        app.get(&format!("/v2/customers/{user}/interactions?type=fax"), &app.basic()).await;
+    assert_v2_error(&response, 400, 400);
+    let response =
+        app.get(&format!("/v2/customers/{user}/interactions?limit=101"), &app.basic()).await;
+    assert_v2_error(&response, 400, 400);
+    let response = app.get("/v2/customers/424242/interactions", &app.basic()).await;
+    assert_v2_error(&response, 404, 8015);
 
     // An address that is nobody's is sent but belongs to no customer.
     let other = send_one(&app, "sms", json!({"to": "919811111111", "body": "Hello"})).await;
@@ -1008,6 +1034,9 @@ async fn comms_are_isolated_between_orgs(backend: Backend) {
         app.get(&format!("/x/perks/v1/messages/{beta_message}"), &b).await.json()["data"].clone();
     assert_eq!(stored["customerId"], Value::Null);
     assert_eq!(stored["body"], "Hi from Beta");
+    let acme_customer = stored_customer(&app, id).await;
+    let response = app.get(&format!("/v2/customers/{acme_customer}/interactions"), &b).await;
+    assert_v2_error(&response, 404, 8015);
     // Acme's customer's interactions hold Acme's message only.
     let list = interactions(&app, "").await;
     assert_eq!(list["count"], 1);
