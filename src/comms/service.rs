@@ -610,11 +610,16 @@ pub async fn message(
 
 // ---------------------------------------------------------------- delivery
 
-/// How long one claim lasts: a worker that has not finished a message by then loses it to the
-/// next run (delivery attempts time out well before).
+/// How long one claim lasts: a worker that has not recorded a message's outcome by then loses it
+/// to the next run. A claimed batch is delivered one message after another, so the lease covers
+/// a whole batch of attempts that all run into [`DELIVERY_TIMEOUT`].
 pub const CLAIM_LEASE_MILLIS: i64 = 10 * 60 * 1_000;
 /// Longest one delivery attempt may take, whatever the provider's own timeout.
-pub const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+pub const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Most messages one claim takes (so that the batch ends well within its lease).
+pub const CLAIM_LIMIT_MAX: i64 = 25;
+const _: () =
+    assert!(CLAIM_LIMIT_MAX * (DELIVERY_TIMEOUT.as_secs() as i64) * 1_000 < CLAIM_LEASE_MILLIS);
 
 /// The wait before retry number `attempts` (after that many failed attempts): 1, 5, 30 min.
 pub fn retry_delay_millis(attempts: i64) -> i64 {
@@ -649,8 +654,8 @@ impl DeliveryReport {
     }
 }
 
-/// Claims up to `limit` due messages (of every org) and delivers them one by one; returns what
-/// happened. Instances may run this at once: a message is claimed by one of them only.
+/// Claims up to `limit` (at most [`CLAIM_LIMIT_MAX`]) due messages of every org and delivers
+/// them one by one; returns what happened. Instances may run this at once: a message is claimed by one of them only.
 pub async fn deliver_due(
     db: &Db,
     providers: &Providers,
@@ -663,6 +668,7 @@ pub async fn deliver_due(
     }
     let token = uuid::Uuid::new_v4().to_string();
     let mut tx = db.begin_write().await?;
+    let limit = limit.clamp(1, CLAIM_LIMIT_MAX);
     let claimed = store::claim_due(&mut tx, &token, now, now + CLAIM_LEASE_MILLIS, limit).await?;
     tx.commit().await?;
     let mut report = DeliveryReport { claimed: claimed.len(), ..DeliveryReport::default() };

@@ -25,23 +25,34 @@ const COMMS_EVERY: Duration = Duration::from_secs(2);
 const PURGE_BATCH: i64 = 1_000;
 const PURGE_BATCHES_MAX: usize = 100;
 
-/// Starts the jobs; they stop when `shutdown` turns true.
+/// Starts the jobs; they stop when `shutdown` turns true (a run in progress finishes first).
+/// Message delivery has a loop of its own, so that slow providers never hold up the others.
 pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    let delivery = tokio::spawn(deliver_messages(state.clone(), shutdown.clone()));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(PURGE_EVERY);
         let mut loyalty_ticker = tokio::time::interval(LOYALTY_EVERY);
-        let mut comms_ticker = tokio::time::interval(COMMS_EVERY);
         loop {
             tokio::select! {
                 _ = ticker.tick() => purge_idempotency_keys(&state).await,
                 _ = loyalty_ticker.tick() => loyalty::run_once(&state).await,
-                _ = comms_ticker.tick() => {
-                    comms::run_once(&state, now_millis()).await;
-                }
                 _ = shutdown.changed() => break,
             }
         }
+        let _ = delivery.await;
     })
+}
+
+async fn deliver_messages(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(COMMS_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                comms::run_once(&state, now_millis()).await;
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
 }
 
 async fn purge_idempotency_keys(state: &AppState) {

@@ -32,6 +32,7 @@ backend_tests!(
     bad_sends_are_refused_and_nothing_is_written,
     v1_send_answers_each_item,
     the_service_sends_in_the_callers_transaction,
+    concurrent_workers_send_each_message_once,
     comms_need_the_right_permissions,
     comms_are_isolated_between_orgs,
 );
@@ -1042,4 +1043,25 @@ async fn comms_are_isolated_between_orgs(backend: Backend) {
     assert_eq!(list["count"], 1);
     assert_eq!(list["interaction"][0]["id"], id);
     assert_eq!(app.audit(beta.org_id, "MESSAGE").await.len(), 1);
+}
+
+async fn concurrent_workers_send_each_message_once(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let items: Vec<Value> =
+        (0..60).map(|i| json!({"to": format!("9198000{i:05}"), "body": format!("n{i}")})).collect();
+    send(&app, &app.basic(), "sms", json!(items)).await.assert_status(200);
+    // Two workers (as two instances would) run at once over the same due messages.
+    let now = now_millis();
+    let (a, b) = tokio::join!(deliver(&app, now), deliver(&app, now));
+    assert_eq!(a.claimed + b.claimed, 60, "{a:?} {b:?}");
+    assert_eq!(a.sent + b.sent, 60);
+    assert_eq!(a.lost + b.lost, 0);
+    let mut conn = app.state.db.read().await.unwrap();
+    let attempts: Vec<i64> = perks::dispatch!(&mut conn, |e| sqlx::query_scalar(
+        "SELECT attempts FROM messages ORDER BY id"
+    )
+    .fetch_all(e)
+    .await)
+    .unwrap();
+    assert_eq!(attempts, vec![1; 60], "each message was claimed once");
 }
