@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::AuthService;
+use crate::comms::provider::Providers;
 use crate::config::Settings;
 use crate::db::{self, Db};
 use crate::http::metrics::Metrics;
@@ -26,11 +27,15 @@ pub struct AppState {
     pub programs: Arc<ProgramCache>,
     /// The outbound HTTP client of webhook deliveries (a shared connection pool).
     pub webhook_client: reqwest::Client,
+    /// The provider of each message channel (`log` unless `[comms]` says otherwise).
+    pub comms: Arc<Providers>,
 }
 
 impl AppState {
-    /// Connects to the database, applies migrations and loads the token secret.
+    /// Connects to the database, applies migrations, loads the token secret and builds the
+    /// message channel providers (refusing unusable `[comms]` settings).
     pub async fn new(settings: Settings) -> anyhow::Result<AppState> {
+        let comms = Providers::from_settings(&settings.comms)?;
         let db = Db::connect(&settings).await?;
         db::migrate(&db).await?;
         let auth = AuthService::load(&db, settings.auth.clone()).await?;
@@ -39,6 +44,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             programs: Arc::new(ProgramCache::default()),
             webhook_client: crate::webhooks::deliver::http_client()?,
+            comms: Arc::new(comms),
             auth: Arc::new(auth),
             settings: Arc::new(settings),
             db,

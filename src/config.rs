@@ -29,6 +29,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub idempotency: IdempotencySettings,
     pub webhooks: WebhookSettings,
+    /// Message channels (`[comms]`); every channel defaults to `log`, which only records.
+    pub comms: CommsSettings,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             idempotency: IdempotencySettings::default(),
             webhooks: WebhookSettings::default(),
+            comms: CommsSettings::default(),
         }
     }
 }
@@ -165,6 +168,125 @@ impl Default for WebhookSettings {
     }
 }
 
+/// Where each message channel delivers: `[comms.email]`, `[comms.sms]`, `[comms.whatsapp]`,
+/// `[comms.zalo]`. Every channel defaults to the `log` provider, which records the message as
+/// sent and delivers nothing, so a fresh install never messages anyone by accident.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CommsSettings {
+    pub email: EmailSettings,
+    pub sms: HttpChannelSettings,
+    pub whatsapp: HttpChannelSettings,
+    pub zalo: HttpChannelSettings,
+}
+
+/// Which provider a channel uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Record only: the message is marked sent with provider `log` and goes nowhere.
+    #[default]
+    Log,
+    /// SMTP (e-mail only).
+    Smtp,
+    /// A generic HTTP API (SMS, WhatsApp, Zalo).
+    Http,
+}
+
+/// `[comms.email]`: `provider = "log"` (default) or `"smtp"` with the relay's settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmailSettings {
+    pub provider: ProviderKind,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// The `From` address of messages whose request names none, and the envelope sender.
+    pub from: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Upgrade the connection with STARTTLS (required when true). False sends in clear text,
+    /// which only suits a relay on the same host or network.
+    pub starttls: bool,
+    /// Connect with TLS from the first byte (port 465); wins over `starttls`.
+    pub implicit_tls: bool,
+    /// Connect and command timeout, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        EmailSettings {
+            provider: ProviderKind::Log,
+            smtp_host: "localhost".into(),
+            smtp_port: 587,
+            from: "perks@localhost".into(),
+            username: None,
+            password: None,
+            starttls: true,
+            implicit_tls: false,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[comms.sms]` (and `whatsapp`, `zalo`): `provider = "log"` (default) or `"http"`, which sends
+/// one HTTP request per message. `url` and `body` are templates over `{to}`, `{body}`,
+/// `{subject}`, `{sender}` and `{message_id}`: values are percent-encoded in the URL and in a
+/// form body, JSON-escaped (without quotes) in a JSON body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpChannelSettings {
+    pub provider: ProviderKind,
+    pub url: String,
+    /// `POST` (default), `PUT` or `GET` (no body).
+    pub method: String,
+    /// Header carrying the credential, e.g. `Authorization` (none when empty).
+    pub auth_header: String,
+    /// Its value, e.g. `Bearer …`; never printed.
+    pub auth_value: Option<Secret>,
+    /// `Content-Type` of the body: `application/json` (default) or
+    /// `application/x-www-form-urlencoded`.
+    pub content_type: String,
+    pub body: String,
+    /// Sender id used when a message names none.
+    pub sender: String,
+    /// Whole-request timeout, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for HttpChannelSettings {
+    fn default() -> Self {
+        HttpChannelSettings {
+            provider: ProviderKind::Log,
+            url: String::new(),
+            method: "POST".into(),
+            auth_header: String::new(),
+            auth_value: None,
+            content_type: "application/json".into(),
+            body: r#"{"to": "{to}", "from": "{sender}", "text": "{body}"}"#.into(),
+            sender: String::new(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A secret setting (password, API key): `Debug` shows `***`, never the value.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// A database URL whose password never reaches logs or `Debug` output.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -244,6 +366,17 @@ mod tests {
         assert_eq!(url.redacted(), "postgres://perks:***@db:5432/perks");
         assert!(!format!("{url:?}").contains("s3cret"));
         assert_eq!(DatabaseUrl("sqlite://perks.db".into()).redacted(), "sqlite://perks.db");
+    }
+
+    #[test]
+    fn comms_default_to_log_and_hide_secrets() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.comms.email.provider, ProviderKind::Log);
+        assert_eq!(settings.comms.sms.provider, ProviderKind::Log);
+        settings.comms.email.password = Some(Secret("hunter2".into()));
+        settings.comms.sms.auth_value = Some(Secret("Bearer k3y".into()));
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("k3y"), "{shown}");
     }
 
     #[test]

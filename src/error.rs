@@ -102,6 +102,13 @@ pub enum Code {
     RedemptionAlreadyReversed,
     PointsAboveMaximum,
     PointsBelowMinimum,
+    MessageNotSent,
+    EmailNotSent,
+    InvalidTemplateType,
+    TemplateNotFound,
+    TemplateUpdateFailed,
+    InvalidEmailId,
+    MessageNotFound,
 }
 
 /// One row of the error table.
@@ -114,7 +121,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 90] = [
+    pub const ALL: [Code; 97] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -205,6 +212,13 @@ impl Code {
         Code::RedemptionAlreadyReversed,
         Code::PointsAboveMaximum,
         Code::PointsBelowMinimum,
+        Code::MessageNotSent,
+        Code::EmailNotSent,
+        Code::InvalidTemplateType,
+        Code::TemplateNotFound,
+        Code::TemplateUpdateFailed,
+        Code::InvalidEmailId,
+        Code::MessageNotFound,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -472,6 +486,19 @@ impl Code {
             }
             Code::PointsBelowMinimum => {
                 (821, 400, "PointsBelowMinimum", "Points are below the minimum to redeem")
+            }
+            Code::MessageNotSent => (4101, 400, "MessageNotSent", "Cannot send message"),
+            Code::EmailNotSent => (4201, 400, "EmailNotSent", "Cannot send email"),
+            Code::InvalidTemplateType => {
+                (4203, 400, "InvalidTemplateType", "Invalid template type (channel)")
+            }
+            Code::TemplateNotFound => (4204, 404, "TemplateNotFound", "Template not found"),
+            Code::TemplateUpdateFailed => {
+                (4205, 400, "TemplateUpdateFailed", "Template add/update failed")
+            }
+            Code::InvalidEmailId => (4208, 400, "InvalidEmailId", "Invalid email id"),
+            Code::MessageNotFound => {
+                (4223, 404, "MessageNotFound", "Message not found for the org and messageId")
             }
         };
         CodeInfo { code, http, name, message }

@@ -14,7 +14,9 @@
 //! - [`labels`]: customer labels: the org's catalogue, tagging customers, search by label.
 //! - [`events`]: the domain-event outbox every state change writes to.
 //! - [`fields`]: org configs, custom fields and their values, extended fields, and their validation.
-//! - [`audit`]: the audit record every write leaves in its own transaction.
+//! - [`audit`]: the audit record every write leaves in its own transaction, and the audit log API.
+//! - [`comms`]: messages (SMS, e-mail, WhatsApp, Zalo): templates, the message log, providers
+//!   (log, SMTP, HTTP) and the communications APIs; [`comms::send`] is the way to send.
 //! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
 //! - [`points`]: fixed-point amounts, the ledger of lots and entries, and balances.
@@ -25,12 +27,14 @@
 //! - [`webhooks`]: webhook subscriptions, delivery of outbox events (signed, retried, with a
 //!   circuit per subscription), the admin API, Add Webhook and the event notification logs.
 //! - [`jobs`]: background jobs of a running server.
+//! - [`jobs`]: background jobs of a running server (loyalty, message delivery, key purge).
 
 pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod behavioral;
 pub mod cli;
+pub mod comms;
 pub mod config;
 pub mod customers;
 pub mod db;

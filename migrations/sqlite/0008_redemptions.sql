@@ -26,6 +26,7 @@ CREATE TABLE points_validation_code_sends (
     code_id         BIGINT NOT NULL REFERENCES points_validation_codes (id),
     channel         TEXT NOT NULL,
     event_id        BIGINT,
+    message_id      BIGINT,
     created_at      BIGINT NOT NULL
 );
 CREATE INDEX points_validation_code_sends_code ON points_validation_code_sends (org_id, code_id);

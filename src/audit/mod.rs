@@ -1,6 +1,25 @@
-//! The audit log: one record for every write, with who did it, to what, and the state before and after.
+//! The audit log: one record for every write, with who did it, to what, and the state before
+//! and after; and the audit log API that reads it (`routes`, `service`).
 
+pub mod routes;
+pub mod service;
 pub mod store;
+
+use axum::Router;
+use axum::routing::get;
+use utoipa::OpenApi;
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v2/auditLog/get", get(routes::entity_log))
+        .route("/v2/events/audit_logs", get(routes::event_log))
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(routes::entity_log, routes::event_log))]
+pub struct ApiDoc;
 
 use serde_json::Value;
 

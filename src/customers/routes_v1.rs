@@ -1089,8 +1089,11 @@ pub async fn get_subscriptions(
 
 // ---------------------------------------------------------------- interactions
 
-/// Interaction types of `GET /v1.1/customer/interaction`.
-const INTERACTION_TYPES: [&str; 13] = [
+/// Interaction types of `GET /v1.1/customer/interaction`. `sms`, `email` (transactional),
+/// `emailbulk`, `whatsapp` and `zalo` list the customer's messages; the social and survey types
+/// have no records in Perks and list nothing.
+const INTERACTION_TYPES: [&str; 14] = [
+    "sms",
     "email",
     "emailbulk",
     "checkin",
@@ -1106,6 +1109,27 @@ const INTERACTION_TYPES: [&str; 13] = [
     "viber",
 ];
 
+/// One message as an interaction (one-time codes masked).
+fn interaction_json(m: &crate::comms::store::MessageRow) -> Value {
+    let time =
+        |t: i64| chrono::DateTime::from_timestamp_millis(t).map(|t| t.format(V1_TIME).to_string());
+    json!({
+        "id": m.id,
+        "type": crate::comms::service::interaction_type(m),
+        "network": "capillary",
+        "to": m.recipient,
+        "sender": m.sender,
+        "subject": m.subject,
+        "message": crate::comms::service::shown_body(m),
+        "status": m.status,
+        "priority": m.priority,
+        "purpose": m.purpose,
+        "created_time": time(m.created_at),
+        "scheduled_time": m.scheduled_at.and_then(time),
+        "sent_time": m.sent_at.and_then(time),
+    })
+}
+
 /// Query of `GET /v1.1/customer/interaction`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct InteractionQuery {
@@ -1116,11 +1140,11 @@ pub struct InteractionQuery {
     offset: Option<i64>,
 }
 
-/// `GET /v1.1/customer/interaction` — the customer's interactions; empty until communications
-/// are recorded.
+/// `GET /v1.1/customer/interaction` — the customer's interactions: the messages sent (or
+/// queued) to it, newest first, filtered by `type`; `count` is the number matching.
 #[utoipa::path(get, path = "/v1.1/customer/interaction", tag = "customers-v1.1",
     params(IdentifierQuery, InteractionQuery),
-    responses((status = 200, description = "response.customer.interactions.interaction[]"),
+    responses((status = 200, description = "response.customer.interactions {count, limit, offset, interaction[]}"),
         (status = 400, description = "Bad type, network, limit or offset"),
         (status = 500, description = "1011/1012 not found")))]
 pub async fn interaction(
@@ -1130,19 +1154,18 @@ pub async fn interaction(
     Query(q): Query<IdentifierQuery>,
     Query(filter): Query<InteractionQuery>,
 ) -> Result<V1Reply, ApiError> {
-    if let Some(kind) = filter.kind.as_deref()
-        && !INTERACTION_TYPES.contains(&kind.trim().to_ascii_lowercase().as_str())
+    let kind = filter.kind.as_deref().map(|k| k.trim().to_ascii_lowercase());
+    if let Some(kind) = kind.as_deref()
+        && !INTERACTION_TYPES.contains(&kind)
     {
         return Err(ApiError::invalid(format!(
             "type must be one of {}",
             INTERACTION_TYPES.join(", ")
         )));
     }
-    if let Some(network) = filter.network.as_deref()
-        && !matches!(
-            network.trim().to_ascii_lowercase().as_str(),
-            "facebook" | "twitter" | "foursquare" | "capillary"
-        )
+    let network = filter.network.as_deref().map(|n| n.trim().to_ascii_lowercase());
+    if let Some(network) = network.as_deref()
+        && !matches!(network, "facebook" | "twitter" | "foursquare" | "capillary")
     {
         return Err(ApiError::invalid(
             "network must be facebook, twitter, foursquare or capillary",
@@ -1155,11 +1178,30 @@ pub async fn interaction(
             "limit must be 1 to {INTERACTION_LIMIT_MAX} and offset not negative"
         )));
     }
-    read_one(&state, &principal, &headers, &q, async |_conn, view| {
+    // Messages are Perks's (the `capillary` network's) interactions.
+    let messages = crate::comms::service::interaction_filter(kind.as_deref())
+        .filter(|_| network.as_deref().is_none_or(|n| n == "capillary"));
+    let org = principal.org;
+    read_one(&state, &principal, &headers, &q, async |conn, view| {
+        let (rows, count) = match messages {
+            Some(filter) => {
+                crate::comms::service::customer_messages(
+                    conn,
+                    org,
+                    CustomerId(view.row.id),
+                    &filter,
+                    limit,
+                    offset,
+                )
+                .await?
+            }
+            None => (Vec::new(), 0),
+        };
+        let list: Vec<Value> = rows.iter().map(interaction_json).collect();
         let mut fields = identity(view);
         fields.insert(
             "interactions".into(),
-            json!({"count": 0, "limit": limit, "offset": offset, "interaction": []}),
+            json!({"count": count, "limit": limit, "offset": offset, "interaction": list}),
         );
         Ok(ok_item(fields, 1000, "Interactions retrieved successfully"))
     })

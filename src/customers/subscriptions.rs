@@ -390,6 +390,30 @@ pub async fn set_subscriptions(
     Ok(())
 }
 
+/// True when any of the customer's source accounts has opted out of `channel` at `priority`:
+/// such a customer must not be messaged there (`comms` checks it when a message is queued and
+/// again when it is delivered).
+pub async fn is_opted_out(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: CustomerId,
+    channel: Channel,
+    priority: Priority,
+) -> Result<bool, DbError> {
+    let count: i64 = dispatch!(c, |e| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM customer_subscriptions WHERE org_id = $1 AND customer_id = $2 \
+         AND channel = $3 AND priority = $4 AND type = $5"
+    )
+    .bind(org.0)
+    .bind(customer.0)
+    .bind(channel.as_str())
+    .bind(priority.as_str())
+    .bind(SubscriptionType::OptOut.as_str())
+    .fetch_one(e)
+    .await)?;
+    Ok(count > 0)
+}
+
 /// The status of every channel × priority in each given source account (`OPTIN` when never set).
 pub async fn subscription_statuses(
     c: &mut impl Connection,

@@ -1,9 +1,10 @@
 //! Background jobs of a running server: the purge of expired idempotency keys, the loyalty jobs
-//! (expiry, unlock, tier renewal, queued bills) and the webhook worker (its own task, so that slow
-//! receivers never hold up the other jobs).
+//! (expiry, unlock, tier renewal, queued bills), the webhook worker and message delivery (each in
+//! its own task, so that slow receivers never hold up the other jobs).
 //!
 //! Each job is idempotent and bounded per run, so several instances may run it at once safely.
 
+pub mod comms;
 pub mod loyalty;
 pub mod webhooks;
 
@@ -20,13 +21,17 @@ use crate::idempotency::store::purge_expired;
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 /// How often the loyalty jobs run; queued bills wait at most about this long.
 const LOYALTY_EVERY: Duration = Duration::from_secs(2);
+/// How often due messages are delivered; a queued message waits at most about this long.
+const COMMS_EVERY: Duration = Duration::from_secs(2);
 /// Rows deleted per statement, and statements per run: each run is bounded.
 const PURGE_BATCH: i64 = 1_000;
 const PURGE_BATCHES_MAX: usize = 100;
 
-/// Starts the jobs; they stop when `shutdown` turns true.
+/// Starts the jobs; they stop when `shutdown` turns true (a run in progress finishes first).
+/// Message delivery has a loop of its own, so that slow providers never hold up the others.
 pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     let webhook_worker = tokio::spawn(webhooks::run(state.clone(), shutdown.clone()));
+    let delivery = tokio::spawn(deliver_messages(state.clone(), shutdown.clone()));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(PURGE_EVERY);
         let mut loyalty_ticker = tokio::time::interval(LOYALTY_EVERY);
@@ -38,7 +43,20 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle
             }
         }
         let _ = webhook_worker.await;
+        let _ = delivery.await;
     })
+}
+
+async fn deliver_messages(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(COMMS_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                comms::run_once(&state, now_millis()).await;
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
 }
 
 async fn purge_idempotency_keys(state: &AppState) {

@@ -497,9 +497,12 @@ pub enum CodeToSend<'a> {
 
 /// Hands a validation code to delivery and records the send.
 ///
-/// Sent through comms once it lands: for now this raises the outbox event
-/// `points.validation_code_issued` (its payload never carries the code) and records the send;
-/// the comms module will render the code into the org's SMS / e-mail template here.
+/// Sends a validation code to the customer through the communications module (`channel`: SMS,
+/// EMAIL or BOTH) in the caller's transaction, raises `points.validation_code_issued` (its payload
+/// never carries the code) and records the send. Codes are stored only hashed, so a re-send
+/// within the validity window resends the earlier message of that code. A message that cannot
+/// be queued (no address on file, opted out) is logged and leaves the code valid: the customer
+/// may ask again.
 pub async fn deliver_validation_code(
     tx: &mut crate::db::Tx,
     principal: Option<&Principal>,
@@ -509,11 +512,58 @@ pub async fn deliver_validation_code(
     channel: &str,
     now: i64,
 ) -> Result<(), DbError> {
-    // Sent through comms once it lands.
+    use crate::comms::{self, Channel, CommsError, Recipient, SendRequest, TemplateRef};
+    let actor = principal
+        .map(crate::audit::AuditActor::from)
+        .unwrap_or_else(crate::audit::AuditActor::system);
+    let channels: &[Channel] = match channel {
+        "EMAIL" => &[Channel::Email],
+        "BOTH" => &[Channel::Sms, Channel::Email],
+        _ => &[Channel::Sms],
+    };
     let (id, resend) = match code {
         CodeToSend::New { id, code: _ } => (*id, false),
         CodeToSend::Again(id) => (*id, true),
     };
+    let mut message_id = None;
+    let outcome = match code {
+        CodeToSend::New { code, .. } => {
+            let mut last = Ok(());
+            for &ch in channels {
+                let template = TemplateRef::Inline {
+                    subject: Some("Your points redemption code".into()),
+                    body: "Your validation code to redeem points is {code}. Do not share it."
+                        .into(),
+                };
+                let mut request = SendRequest::new(
+                    ch,
+                    Recipient::Customer(crate::customers::model::CustomerId(customer)),
+                    template,
+                    actor.clone(),
+                )
+                .value("code", *code);
+                request.purpose = "OTP".into();
+                match comms::send(tx, org, request).await {
+                    Ok(sent) => message_id = Some(sent.id.0),
+                    Err(e) => last = Err(e),
+                }
+            }
+            last
+        }
+        CodeToSend::Again(id) => match store::last_code_message(tx, org, *id).await? {
+            Some(message) => comms::service::resend(tx, org, comms::MessageId(message), &actor)
+                .await
+                .map(|sent| {
+                    message_id = Some(sent.id.0);
+                }),
+            None => Ok(()),
+        },
+    };
+    match outcome {
+        Err(CommsError::Db(e)) => return Err(e),
+        Err(e) => tracing::warn!(org = org.0, customer, error = %e, "validation code not sent"),
+        Ok(()) => {}
+    }
     let event = events::raise(
         tx,
         org,
@@ -522,11 +572,12 @@ pub async fn deliver_validation_code(
             event_type: "points.validation_code_issued",
             entity_type: "CUSTOMER",
             entity_id: customer,
-            payload: serde_json::json!({"validationCodeId": id, "channel": channel, "resend": resend}),
+            payload: serde_json::json!({"validationCodeId": id, "channel": channel, "resend": resend,
+                "messageId": message_id}),
         },
     )
     .await?;
-    store::insert_code_send(tx, org, id, channel, event, now).await
+    store::insert_code_send(tx, org, id, channel, event, message_id, now).await
 }
 
 /// What a reversal gave back.

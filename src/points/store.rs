@@ -787,17 +787,19 @@ pub async fn insert_code_send(
     code: i64,
     channel: &str,
     event_id: i64,
+    message_id: Option<i64>,
     now: i64,
 ) -> Result<(), DbError> {
     dispatch!(c, |e| sqlx::query(
-        "INSERT INTO points_validation_code_sends (org_id, code_id, channel, event_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5)"
+        "INSERT INTO points_validation_code_sends (org_id, code_id, channel, event_id, \
+         message_id, created_at) VALUES ($1, $2, $3, $4, $6, $5)"
     )
     .bind(org.0)
     .bind(code)
     .bind(channel)
     .bind(event_id)
     .bind(now)
+    .bind(message_id)
     .execute(e)
     .await
     .map(|r| r.rows_affected()))?;
@@ -1000,4 +1002,20 @@ pub async fn ledger_sums(
     Ok(dispatch!(c, |e| bind_filter!(sqlx::query_as::<_, (String, i64, i64)>(&sql), org, f)
         .fetch_all(e)
         .await)?)
+}
+
+/// The message that last carried a validation code, if one was queued.
+pub async fn last_code_message(
+    c: &mut impl Connection,
+    org: OrgId,
+    code: i64,
+) -> Result<Option<i64>, DbError> {
+    Ok(dispatch!(c, |e| sqlx::query_scalar::<_, i64>(
+        "SELECT message_id FROM points_validation_code_sends WHERE org_id = $1 AND code_id = $2 \
+         AND message_id IS NOT NULL ORDER BY id DESC LIMIT 1"
+    )
+    .bind(org.0)
+    .bind(code)
+    .fetch_optional(e)
+    .await)?)
 }

@@ -3,9 +3,11 @@
 
 mod helpers;
 
+mod audit_logs;
 mod auth;
 mod behavioral;
 mod cli;
+mod comms;
 mod customers;
 mod customers_v1;
 mod envelopes;

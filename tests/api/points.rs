@@ -166,6 +166,10 @@ async fn validation_codes_wrong_expired_and_used_up(backend: Backend) {
     let r =
         app.get(&format!("/v1.1/points/validationcode?mobile={m}&points=100"), &app.basic()).await;
     assert_eq!(r.json()["response"]["validation_code"]["code"]["resent"], true, "{}", r.body);
+    // The code went to the customer as an SMS through the communications module.
+    let messages = app.get(&format!("/v2/customers/{customer}/interactions"), &app.basic()).await;
+    messages.assert_status(200);
+    assert!(messages.body.contains("validation code"), "{}", messages.body);
     // A wrong code is 810; five wrong tries kill the code (811 even with the right one).
     for _ in 0..5 {
         assert_eq!(redeem_code(&redeem(&app, m, 100.0, Some("999999"), "").await), 810);
