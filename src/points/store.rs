@@ -520,9 +520,15 @@ pub async fn lots_due(
     } else {
         "kind = 'REGULAR' AND remaining > 0 AND expires_at IS NOT NULL AND expires_at <= $3"
     };
+    // Plain equalities when a customer is given: SQLite plans a statement once, so an
+    // `($2 < 0 OR customer_id = $2)` form would scan every lot on every bill.
+    let scope = match (org, customer_program) {
+        (Some(_), Some(_)) => "org_id = $1 AND customer_id = $2 AND program_id = $5",
+        (Some(_), None) => "org_id = $1 AND $2 < 0 AND $5 < 0",
+        (None, _) => "$1 < 0 AND $2 < 0 AND $5 < 0",
+    };
     let sql = format!(
-        "SELECT org_id, {LOT_COLUMNS} FROM point_lots WHERE ($1 < 0 OR org_id = $1) \
-         AND ($2 < 0 OR (customer_id = $2 AND program_id = $5)) AND {due} ORDER BY id LIMIT $4"
+        "SELECT org_id, {LOT_COLUMNS} FROM point_lots WHERE {scope} AND {due} ORDER BY id LIMIT $4"
     );
     let rows = dispatch!(c, |e| sqlx::query_as::<_, Row>(&sql)
         .bind(org.map(|o| o.0).unwrap_or(-1))
