@@ -18,7 +18,9 @@
 //!    `fsync(2)` (`File::sync_all`); `fdatasync` is the same with `File::sync_data`. `impliedCommitsPerSecond`
 //!    is `1000 / p50`: the most durable commits one writer can make per second if each commit
 //!    costs one sync. The bundled SQLite is built without `HAVE_FDATASYNC`, so its WAL commit
-//!    calls `fsync`; PostgreSQL's `wal_sync_method` is printed with the results.
+//!    calls `fsync`; PostgreSQL's `wal_sync_method` is printed with the results. `fsyncAtEnd`
+//!    is the fsync probe again after every other phase: on a virtual disk shared with other work
+//!    the sync latency can change within a run, and the two bracket it.
 //! 2. **`raw`** — the rows one earn writes, written with plain SQL through the crate's own `Db`
 //!    (same schema from the crate's migrations, same pragmas, same single writer): per bill a
 //!    `transactions` row, a `point_lots` row, a `ledger_entries` row (AWARD), a
@@ -86,7 +88,7 @@
 //!
 //! fsync → customer registration → HTTP ceiling → W1 warm-up (`PERKS_BENCH_WARMUP` bills) → W1
 //! statement census → W1 closed loops → W1 open loops → W1 without key → raw statement census →
-//! raw phases → W1 after raw.
+//! raw phases → W1 after raw → fsync again.
 //!
 //! The raw phases come after the main W1 phases on purpose. They write tens of thousands of
 //! lots, and every bill's `expire_customer` looks for the customer's due lots with a query
@@ -1099,6 +1101,10 @@ async fn main() {
         );
     }
 
+    // The same fsync probe again: the disk's behaviour can change during a run.
+    let fsync_at_end = sync_baseline(dir.path(), fsync_samples, fsync_budget, false);
+    eprintln!("fsync at the end {}", fsync_at_end["latencyMillis"]);
+
     // Checks: the ledger still verifies and every 200 stored its bill.
     let (mismatches, stored_w1) = {
         let mut conn = state.db.read().await.unwrap();
@@ -1167,6 +1173,7 @@ async fn main() {
         "customerRegistration": {"customers": pool, "seconds": round3(registered.seconds)},
         "fsync": fsync,
         "fdatasync": fdatasync,
+        "fsyncAtEnd": fsync_at_end,
         "raw": raw,
         "httpCeiling": ceiling,
         "w1Warmup": warm,
@@ -1304,11 +1311,12 @@ fn markdown(r: &Value) -> String {
             .unwrap_or_default(),
     ));
     out.push_str("| Measure | Rate | Latency p50 / p99 / p99.9 | Notes |\n|---|---:|---|---|\n");
-    for key in ["fsync", "fdatasync"] {
+    for key in ["fsync", "fdatasync", "fsyncAtEnd"] {
         let v = &r[key];
         out.push_str(&format!(
-            "| {} 4 KiB | {:.0} syncs/s implied | {} | |\n",
+            "| {} 4 KiB{} | {:.0} syncs/s implied | {} | |\n",
             v["call"].as_str().unwrap_or(key),
+            if key == "fsyncAtEnd" { ", again at the end of the run" } else { "" },
             f(&v["impliedCommitsPerSecond"]),
             lat(&v["latencyMillis"]),
         ));
