@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/v2/events/running_status", get(routes::running_status))
         .route("/v2/events/event_data", get(routes::event_data).post(routes::post_event))
         .route("/v2/events/event_data/{userId}", get(routes::customer_events))
+        .route("/v2/events/webhook/{webhookId}", post(routes::post_through_webhook))
         .route("/v2/events/logs", get(routes::logs))
         .route("/v2/events/search", get(routes::search))
 }
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
     routes::disable,
     routes::running_status,
     routes::post_event,
+    routes::post_through_webhook,
     routes::event_data,
     routes::customer_events,
     routes::logs,

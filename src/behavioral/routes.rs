@@ -355,6 +355,39 @@ pub struct EventDataQuery {
     id: Option<String>,
 }
 
+/// `POST /v2/events/webhook/{webhookId}` — posts an event through the integration that
+/// `POST /v2/events/webhook` registered (the `webhookUrl` it answered): the same checks and
+/// answer as Post Event, with the integration's id stored on the event. An id of another org, or
+/// of no integration, is 404.
+#[utoipa::path(post, path = "/v2/events/webhook/{webhookId}", tag = "behavioral events",
+    params(("webhookId" = String, Path, description = "The integration's webhook id")),
+    responses((status = 200, description = "As Post Event"), (status = 404, description = "No such integration")))]
+pub async fn post_through_webhook(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    principal.require(Resource::Events, Level::Write)?;
+    let mut conn = state.db.read().await?;
+    let integration = crate::webhooks::store::find_inbound(&mut conn, &key)
+        .await?
+        .filter(|s| s.org_id == principal.org.0);
+    drop(conn);
+    if integration.is_none() {
+        return Err(ApiError::not_found("No such webhook"));
+    }
+    post_event(
+        State(state),
+        principal,
+        headers,
+        Query(PostQuery { webhook_id: Some(key) }),
+        Json(body),
+    )
+    .await
+}
+
 /// `GET /v2/events/event_data?id={requestId}` — the events posted under one request id.
 #[utoipa::path(get, path = "/v2/events/event_data", tag = "behavioral events", params(EventDataQuery),
     responses((status = 200, description = "data: the events (empty when none)"),

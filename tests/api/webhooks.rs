@@ -860,6 +860,24 @@ async fn add_webhook_creates_an_inbound_integration(backend: Backend) {
         let found = perks::webhooks::store::find_inbound(&mut conn, &key).await.unwrap().unwrap();
         assert_eq!((found.id, found.org_id), (id, app.org.org_id));
     }
+    // Its URL takes posted events (checked like Post Event: an undefined event is refused by the
+    // behavioral checks, not by routing); an unknown integration is 404.
+    let through = app
+        .post_json(
+            &format!("/v2/events/webhook/{key}"),
+            &app.basic(),
+            &json!({"eventName": "undefined_event"}),
+        )
+        .await;
+    assert_eq!(through.status, 400, "{}", through.body);
+    let nobody = app
+        .post_json(
+            "/v2/events/webhook/0123456789abcdef0123456789abcdef",
+            &app.basic(),
+            &json!({"eventName": "x"}),
+        )
+        .await;
+    nobody.assert_status(404);
     // An integration receives no deliveries and has no secret to rotate.
     add_customer(&app, "919800000701").await;
     let summary = run(&app, now_millis()).await;
