@@ -214,32 +214,7 @@ async fn prepare(
     let mut conn = state.db.read().await?;
     let (tz, _) = service::store_locale(&mut conn, org, store).await?;
     let mut input = v1_bill(item, tz, now)?;
-    input.extended_fields = crate::fields::service::validate_extended_fields(
-        &mut conn,
-        org,
-        "TRANSACTION",
-        &input.extended_fields,
-    )
-    .await
-    .map_err(TransactionError::from)?;
-    input.custom_fields = crate::fields::service::validate_custom_fields(
-        &mut conn,
-        org,
-        "LOYALTY_TRANSACTION",
-        &input.custom_fields,
-    )
-    .await
-    .map_err(TransactionError::from)?;
-    for line in &mut input.line_items {
-        line.extended_fields = crate::fields::service::validate_extended_fields(
-            &mut conn,
-            org,
-            "LINEITEM",
-            &line.extended_fields,
-        )
-        .await
-        .map_err(TransactionError::from)?;
-    }
+    super::routes_v2::validate_bill_fields(&mut conn, org, &mut input).await?;
     if local_currency {
         let enabled = store::configs(&mut conn, org, &["CONF_CURRENCY_CONVERSION_ENABLE"])
             .await?
@@ -676,19 +651,7 @@ pub async fn get(
 ) -> Result<V1Reply, ApiError> {
     principal.require(Resource::Transaction, Level::Read)?;
     let org = principal.org;
-    let types: Vec<&str> = match q.kind.as_deref().map(|k| k.trim().to_ascii_uppercase()).as_deref()
-    {
-        None | Some("") | Some("REGULAR") => vec!["REGULAR"],
-        Some("RETURN") => vec!["RETURN"],
-        Some("NOT_INTERESTED") => vec!["NOT_INTERESTED"],
-        Some("NOT_INTERESTED_RETURN") => vec!["NOT_INTERESTED_RETURN"],
-        Some("MIXED") => vec!["MIXED", "REGULAR", "RETURN"],
-        Some("NI_MIXED") => vec!["NOT_INTERESTED", "NOT_INTERESTED_RETURN"],
-        Some("ALL") => Vec::new(),
-        Some(other) => {
-            return Err(ApiError::invalid(format!("type '{other}' is not a transaction type")));
-        }
-    };
+    let types = super::routes_v2::type_filter(q.kind.as_deref())?;
     let mut conn = state.db.read().await?;
     let mut rows = match (q.id.as_deref(), q.number.as_deref()) {
         (Some(id), _) => {

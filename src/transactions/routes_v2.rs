@@ -264,32 +264,7 @@ async fn prepare(
         .first()
         .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true") || v == "1");
     let mut input = add.body.into_input(tz, wall_clock, now)?;
-    input.extended_fields = crate::fields::service::validate_extended_fields(
-        &mut conn,
-        org,
-        "TRANSACTION",
-        &input.extended_fields,
-    )
-    .await
-    .map_err(TransactionError::from)?;
-    input.custom_fields = crate::fields::service::validate_custom_fields(
-        &mut conn,
-        org,
-        "LOYALTY_TRANSACTION",
-        &input.custom_fields,
-    )
-    .await
-    .map_err(TransactionError::from)?;
-    for line in &mut input.line_items {
-        line.extended_fields = crate::fields::service::validate_extended_fields(
-            &mut conn,
-            org,
-            "LINEITEM",
-            &line.extended_fields,
-        )
-        .await
-        .map_err(TransactionError::from)?;
-    }
+    validate_bill_fields(&mut conn, org, &mut input).await?;
     if let Some(code) = input.currency_code.clone() {
         convert_currency(&mut conn, org, &mut input, &code).await?;
     }
@@ -362,6 +337,25 @@ pub(super) async fn replay(
         Err(e) => return rejections::Replay::from_error(&e),
     };
     routes_rejections::add_checked(state, principal, request, now).await
+}
+
+/// Checks a bill's extended fields (bill and lines) against the org's enabled ones and its
+/// custom fields against the `LOYALTY_TRANSACTION` scope, normalising their values.
+pub(crate) async fn validate_bill_fields(
+    conn: &mut impl Connection,
+    org: OrgId,
+    input: &mut BillInput,
+) -> Result<(), TransactionError> {
+    use crate::fields::service::{validate_custom_fields, validate_extended_fields};
+    input.extended_fields =
+        validate_extended_fields(conn, org, "TRANSACTION", &input.extended_fields).await?;
+    input.custom_fields =
+        validate_custom_fields(conn, org, "LOYALTY_TRANSACTION", &input.custom_fields).await?;
+    for line in &mut input.line_items {
+        line.extended_fields =
+            validate_extended_fields(conn, org, "LINEITEM", &line.extended_fields).await?;
+    }
+    Ok(())
 }
 
 /// Converts a local-currency bill into the org's base currency with the org's ratio.
@@ -934,7 +928,7 @@ async fn points_of(
     Ok((details, breakup))
 }
 
-fn type_filter(kind: Option<&str>) -> Result<Vec<&'static str>, ApiError> {
+pub(crate) fn type_filter(kind: Option<&str>) -> Result<Vec<&'static str>, ApiError> {
     Ok(match kind.map(|k| k.trim().to_ascii_uppercase()).as_deref() {
         None | Some("") | Some("REGULAR") => vec!["REGULAR"],
         Some("RETURN") => vec!["RETURN"],
