@@ -41,7 +41,7 @@ impl AppState {
         let auth = AuthService::load(&db, settings.auth.clone()).await?;
         Ok(AppState {
             limiter: Arc::new(RateLimiter::new(settings.rate_limit.clone())),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::for_db(&db)),
             programs: Arc::new(ProgramCache::default()),
             webhook_client: crate::webhooks::deliver::http_client()?,
             comms: Arc::new(comms),

@@ -59,11 +59,14 @@ pub struct SqliteSettings {
     pub read_connections: u32,
     /// How long a statement waits for a lock before failing, in milliseconds.
     pub busy_timeout_ms: u64,
+    /// Concurrent writes share one commit (each in its own savepoint); off, each write commits
+    /// (and syncs) alone. Durability is the same either way.
+    pub group_commit: bool,
 }
 
 impl Default for SqliteSettings {
     fn default() -> Self {
-        SqliteSettings { read_connections: 8, busy_timeout_ms: 5_000 }
+        SqliteSettings { read_connections: 8, busy_timeout_ms: 5_000, group_commit: true }
     }
 }
 

@@ -8,23 +8,29 @@
 //! ## The SQLite write path and group commit
 //! SQLite has one writer at a time, so all writes go through a pool of exactly one connection
 //! and begin with `BEGIN IMMEDIATE`; reads use a separate pool. [`Db::begin_write`] is the only
-//! way to start a write, and [`Tx::commit`] the only way to finish one. That pair is the seam for
-//! group commit: a later version can hand each logical write a `SAVEPOINT` inside a shared batch
-//! transaction, make `commit` release the savepoint and wait for the batch's single `COMMIT`, and
-//! no caller changes.
+//! way to start a write, and [`Tx::commit`] the only way to finish one. With group commit (the
+//! default, `sqlite.group_commit`), that pair hands each logical write a `SAVEPOINT` inside a
+//! shared batch transaction on one dedicated writer connection, and `commit` releases the
+//! savepoint and waits for the batch's single `COMMIT` (see [`group`]); no caller knows.
 
+pub mod group;
 mod migrate;
 
 pub use migrate::{migrate, migration_names, migrations_fingerprint};
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{
+    ConnectOptions, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool,
+    Transaction,
+};
 
+use self::group::{GroupCommit, GroupTx};
 use crate::config::Settings;
 
 /// Runs one expression against whichever backend `$conn` is on.
@@ -71,6 +77,9 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The shared commit of a SQLite write batch failed; the write was not made durable.
+    #[error("group commit: {0}")]
+    GroupCommit(String),
 }
 
 impl DbError {
@@ -85,10 +94,11 @@ impl DbError {
     }
 }
 
-/// The database: a SQLite writer and reader pool, or one PostgreSQL pool.
+/// The database: a SQLite writer and reader pool (and the group-commit writer, when on), or one
+/// PostgreSQL pool.
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Sqlite { writer: SqlitePool, reader: SqlitePool, group: Option<Arc<GroupCommit>> },
     Postgres(PgPool),
 }
 
@@ -122,9 +132,17 @@ impl Db {
                 let reader = SqlitePoolOptions::new()
                     .max_connections(settings.sqlite.read_connections.max(1))
                     .acquire_timeout(busy)
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?;
-                Ok(Db::Sqlite { writer, reader })
+                // With group commit, writes use a connection of their own outside the pool (the
+                // pool's one connection then only runs migrations); SQLite's lock and the busy
+                // timeout keep the two from writing at once.
+                let group = if settings.sqlite.group_commit {
+                    Some(GroupCommit::start(options.connect().await?))
+                } else {
+                    None
+                };
+                Ok(Db::Sqlite { writer, reader, group })
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -135,6 +153,14 @@ impl Db {
                     .await?;
                 Ok(Db::Postgres(pool))
             }
+        }
+    }
+
+    /// The group-commit counters, when SQLite group commit is on.
+    pub fn group_commit(&self) -> Option<&Arc<GroupCommit>> {
+        match self {
+            Db::Sqlite { group, .. } => group.as_ref(),
+            Db::Postgres(_) => None,
         }
     }
 
@@ -156,6 +182,7 @@ impl Db {
     /// Starts a write transaction; see the module doc for the group-commit seam.
     pub async fn begin_write(&self) -> Result<Tx, DbError> {
         Ok(match self {
+            Db::Sqlite { group: Some(group), .. } => Tx::SqliteGroup(group.begin().await?),
             Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
@@ -186,7 +213,7 @@ impl Db {
     /// Closes every pool, waiting for connections to be returned.
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { writer, reader } => {
+            Db::Sqlite { writer, reader, .. } => {
                 reader.close().await;
                 writer.close().await;
             }
@@ -205,14 +232,18 @@ pub enum Conn {
 /// ([`Db::read_snapshot`]). Dropped without [`Tx::commit`], it rolls back.
 pub enum Tx {
     Sqlite(Transaction<'static, Sqlite>),
+    /// A SQLite write sharing its commit with others ([`group`]).
+    SqliteGroup(GroupTx),
     Postgres(Transaction<'static, Postgres>),
 }
 
 impl Tx {
-    /// Makes the transaction's writes durable (`synchronous=FULL` on SQLite).
+    /// Makes the transaction's writes durable (`synchronous=FULL` on SQLite); with group commit,
+    /// returns once the shared commit that holds them has.
     pub async fn commit(self) -> Result<(), DbError> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::SqliteGroup(tx) => tx.commit().await?,
             Tx::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
@@ -243,6 +274,7 @@ impl Connection for Tx {
     fn exec(&mut self) -> Exec<'_> {
         match self {
             Tx::Sqlite(t) => Exec::Sqlite(t),
+            Tx::SqliteGroup(t) => Exec::Sqlite(t.conn()),
             Tx::Postgres(t) => Exec::Postgres(t),
         }
     }

@@ -54,6 +54,26 @@ impl Metrics {
         Metrics { registry, requests, latency }
     }
 
+    /// The metrics of a server on `db`: the request metrics, and on SQLite with group commit the
+    /// commits made and the writes they carried (their ratio is the average batch).
+    pub fn for_db(db: &crate::db::Db) -> Self {
+        let mut metrics = Self::new();
+        if let Some(group) = db.group_commit() {
+            let counts = group.counters();
+            metrics.registry.register(
+                "sqlite_group_commits",
+                "SQLite commits (each one sync) made by the group-commit writer",
+                counts.commits.clone(),
+            );
+            metrics.registry.register(
+                "sqlite_group_writes",
+                "Logical writes made durable by those commits",
+                counts.writes.clone(),
+            );
+        }
+        metrics
+    }
+
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let labels = RequestLabels { method: method.into(), route: route.into(), status };
         self.requests.get_or_create(&labels).inc();
