@@ -894,7 +894,8 @@ async fn main() {
         raw
     };
     let state = AppState::new(settings).await.unwrap();
-    let raw_db = if group_commit { Db::connect(&raw_settings).await.unwrap() } else { state.db.clone() };
+    let raw_db =
+        if group_commit { Db::connect(&raw_settings).await.unwrap() } else { state.db.clone() };
     let org = provision_org(&state.db, &NewOrg::parse("Bench", "UTC", "USD", "en").unwrap(), 3600)
         .await
         .unwrap();
@@ -1088,8 +1089,7 @@ async fn main() {
         ("batch1000", (1, 1000)),
     ] {
         let result =
-            raw_phase(&raw_db, &ids, &customers, &raw_sequence, shape, raw_seconds, raw_cap)
-                .await;
+            raw_phase(&raw_db, &ids, &customers, &raw_sequence, shape, raw_seconds, raw_cap).await;
         eprintln!("raw {name}: {} bills/s", result["billsPerSecond"]);
         raw.insert(name.into(), result);
     }

@@ -980,7 +980,8 @@ pub async fn get_by_number(
     let offset = q.offset.unwrap_or(0).max(0);
     let mut conn = state.db.read().await?;
     let rows =
-        store::by_number(&mut conn, principal.org, &number, &[], offset.saturating_add(limit)).await?;
+        store::by_number(&mut conn, principal.org, &number, &[], offset.saturating_add(limit))
+            .await?;
     let total = rows.len() as i64;
     let mut data = Vec::new();
     for txn in rows.iter().skip(offset as usize) {

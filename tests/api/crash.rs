@@ -153,7 +153,8 @@ async fn run(url: &str, dir: &std::path::Path) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_CYCLES);
-    let output = perks(url, dir).args(["org", "create", "--name", "Crash", "--json"]).output().unwrap();
+    let output =
+        perks(url, dir).args(["org", "create", "--name", "Crash", "--json"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let org: Value = serde_json::from_slice(&output.stdout).unwrap();
     let auth = basic_header(
@@ -271,10 +272,8 @@ async fn run(url: &str, dir: &std::path::Path) {
     // is stored once or not at all, and only whole (a bill with its points, a redemption with
     // its ledger entry).
     let mut db = open(url).await;
-    let bills: HashMap<String, i64> = db.counts(
-        "SELECT bill_number, COUNT(*) FROM transactions GROUP BY bill_number",
-    )
-    .await;
+    let bills: HashMap<String, i64> =
+        db.counts("SELECT bill_number, COUNT(*) FROM transactions GROUP BY bill_number").await;
     let redemptions: HashMap<String, i64> = db.counts(
         "SELECT external_reference, COUNT(*) FROM points_redemptions GROUP BY external_reference",
     )
