@@ -403,7 +403,9 @@ async fn resolve_creator(
     let kind = match ExecutorType::parse(kind) {
         Some(k) if k.is_staff() => k,
         _ => {
-            return Err(invalid(format!("Invalid creator type '{kind}': use associate or cashier")));
+            return Err(invalid(format!(
+                "Invalid creator type '{kind}': use associate or cashier"
+            )));
         }
     };
     let staff = find_staff(c, caller.org(), id)

@@ -23,6 +23,7 @@ mod org;
 mod points;
 mod programs;
 mod rejections;
+mod staff;
 mod transactions;
 mod transactions_v1;
 mod webhooks;
