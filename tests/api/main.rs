@@ -24,6 +24,8 @@ mod points;
 mod programs;
 mod rejections;
 mod staff;
+mod tasks;
+mod tasks_reminders;
 mod transactions;
 mod transactions_v1;
 mod webhooks;
