@@ -215,7 +215,8 @@ mod tests {
     #[test]
     fn sources_map_to_principals() {
         assert_eq!(source_of("TILL"), "INSTORE");
-        assert_eq!(principal_types_of("instore"), ["TILL"]);
+        assert_eq!(source_of("STAFF"), "INSTORE");
+        assert_eq!(principal_types_of("instore"), ["TILL", "STAFF"]);
         assert!(principal_types_of("FACEBOOK").is_empty());
     }
 }
