@@ -584,7 +584,7 @@ pub async fn list(
                 .ok_or_else(|| StaffError::UnknownPlace(format!("Unknown conceptCode '{code}'")))?,
         ),
     };
-    Ok(store::list_staff(&mut conn, org, filter, staff_type, limit, offset).await?)
+    Ok(store::list_staff(&mut conn, org, filter, staff_type, false, limit, offset).await?)
 }
 
 // ---------------------------------------------------------------- one-time codes

@@ -313,20 +313,23 @@ impl StaffFilter {
     }
 }
 
-/// A page of live accounts (of one type, when given), by id, with the total.
+/// A page of live (or only active) accounts, of one type when given, by id, with the total.
 pub async fn list_staff(
     c: &mut impl Connection,
     org: OrgId,
     filter: StaffFilter,
     staff_type: Option<&str>,
+    active_only: bool,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<StaffRow>, i64), DbError> {
     let (condition, values) = filter.condition();
     let next = values.len() + 2;
     let (status_at, type_at) = (next, next + 1);
+    // Live accounts (not removed), or only the active ones.
+    let (operator, status) = if active_only { ("=", "ACTIVE") } else { ("<>", STATUS_REMOVED) };
     let where_clause = format!(
-        "s.org_id = $1 AND {condition} AND s.status <> ${status_at} \
+        "s.org_id = $1 AND {condition} AND s.status {operator} ${status_at} \
          AND (${type_at} = '' OR s.staff_type = ${type_at})"
     );
     let sql = format!(
@@ -341,14 +344,14 @@ pub async fn list_staff(
         for v in &values {
             q = q.bind(*v);
         }
-        q.bind(STATUS_REMOVED).bind(kind).bind(limit).bind(offset).fetch_all(e).await
+        q.bind(status).bind(kind).bind(limit).bind(offset).fetch_all(e).await
     })?;
     let total = dispatch!(c, |e| {
         let mut q = sqlx::query_scalar::<_, i64>(&count_sql).bind(org.0);
         for v in &values {
             q = q.bind(*v);
         }
-        q.bind(STATUS_REMOVED).bind(kind).fetch_one(e).await
+        q.bind(status).bind(kind).fetch_one(e).await
     })?;
     Ok((rows, total))
 }

@@ -16,8 +16,8 @@ use super::model::{
     DESCRIPTION_LENGTH_MAX, EXECUTORS_MAX, EntryFields, ExecutorType, InternalStatus,
     LOCAL_ID_LENGTH_MAX, MAPPINGS_MAX, MappingFields, POSSIBLE_STATUSES_MAX, REMARKS_LENGTH_MAX,
     REMINDERS_PER_TASK_MAX, ReminderFields, TAGS_LENGTH_MAX, TASK_CLOSED, TASK_EXPIRED, TASK_OPEN,
-    TASK_TYPES_CONFIG, TASK_TYPES_DEFAULT, TITLE_LENGTH_MAX, TaskError, TaskFields, TaskId,
-    actor_name, check_template, check_text, normalise_status,
+    TASK_TYPES_CONFIG, TASK_TYPES_DEFAULT, TEMPLATE_LENGTH_MAX, TITLE_LENGTH_MAX, TaskError,
+    TaskFields, TaskId, actor_name, check_template, check_text, normalise_status,
 };
 use super::store::{
     self, By, EntryRow, LogFilter, LogRow, MappingRow, NewEntry, ReminderFilter, ReminderRow,
@@ -328,7 +328,7 @@ async fn resolve_executors(
         };
         let staff_type = (kind == ExecutorType::Cashier).then_some("CASHIER");
         let (rows, _) =
-            staff_store::list_staff(c, org, filter, staff_type, EXECUTORS_MAX as i64 + 1, 0)
+            staff_store::list_staff(c, org, filter, staff_type, true, EXECUTORS_MAX as i64 + 1, 0)
                 .await?;
         let ids: Vec<i64> = rows.iter().filter(|s| staff_ok(s)).map(|s| s.id).collect();
         if ids.len() > EXECUTORS_MAX {
@@ -746,8 +746,10 @@ fn check_texts(f: &TaskFields) -> Result<(), TaskError> {
             ACTION_TYPES.join(", ")
         )));
     }
+    // The action is the executor's to carry out (a POS app fills its own placeholders), so
+    // its template is only bounded; reminder templates, which Perks renders, are checked.
     if let Some(template) = &f.action_template {
-        check_template("action.template", template, Code::TaskInvalidParameters)?;
+        check_text("action.template", template, TEMPLATE_LENGTH_MAX)?;
     }
     Ok(())
 }

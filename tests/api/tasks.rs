@@ -18,6 +18,7 @@ backend_tests!(
     status_mappings_and_metadata,
     associates_work_with_their_token,
     customers_can_be_executors,
+    execute_by_all_reaches_every_active_account_of_the_type,
     xml_in_and_out,
     a_store_sees_only_its_own_tasks,
 );
@@ -231,7 +232,8 @@ async fn a_mixed_batch_writes_only_the_good_items(backend: Backend) {
         (with(json!({"start_date": "tomorrow"})), 5205),
         (with(json!({"executable_by_type": "robot"})), 5205),
         (with(json!({"execute_by_all": "true", "executable_by_type": "customer"})), 5205),
-        (with(json!({"action": {"type": "sms", "template": "Hi {nickname}"}})), 5205),
+        (with(json!({"action": {"type": "sms", "template": "x".repeat(1601)}})), 5205),
+        (with(json!({"action": {"type": "fax"}})), 5205),
         (with(json!({"store_id": "999999"})), 5205),
         (with(json!({"reminder": [{"time": "2031-01-01 10:00:00"}]})), 5206),
         (with(json!({"reminder": [{"template": "no time"}]})), 5206),
@@ -674,5 +676,66 @@ async fn a_store_sees_only_its_own_tasks(backend: Backend) {
     assert_eq!(
         mappings.json()["response"]["status_mappings"]["status_mapping"].as_array().unwrap().len(),
         3
+    );
+}
+
+async fn execute_by_all_reaches_every_active_account_of_the_type(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let ana = add_staff(&app, "ana", json!({"mobile": "919845011111"})).await;
+    let carl = add_staff(&app, "carl", json!({"type": "cashier"})).await;
+    let zed = add_staff(&app, "zed", json!({"zoneCode": "default.zone"})).await;
+    app.exec_sql(
+        "UPDATE staff SET status = 'ACTIVE', mobile_verified = TRUE WHERE username = 'ana'",
+    )
+    .await;
+    add_staff(&app, "pat", json!({"mobile": "919845022222"})).await; // PENDING: not an executor
+    let mut body = task("everyone", "ana", "");
+    body["execute_by_all"] = json!("true");
+    body["reminder"] = json!([{"time": "2030-01-02 10:00:00"}]);
+    let everyone = add_task(&app, &app.basic(), body).await;
+    assert_eq!(everyone["execute_by_all"], "true");
+    assert_eq!(everyone["executable_by_ids"], format!("{ana},{carl},{zed}"));
+    let mut body = task("cashiers", "ana", "");
+    body["execute_by_all"] = json!("true");
+    body["executable_by_type"] = json!("cashier");
+    let cashiers = add_task(&app, &app.basic(), body).await;
+    assert_eq!(cashiers["executable_by_ids"], carl.to_string());
+    // A named associate who is pending, or a non-cashier for a cashier task, is not an executor.
+    let mut body = task("x", "ana", &ana.to_string());
+    body["executable_by_type"] = json!("cashier");
+    let response = post_v1(&app, "/v1.1/task/add", &app.basic(), "task", json!([body])).await;
+    assert_eq!(item_code(&items(&response, "tasks", "task")[0]), 5212);
+    let response =
+        post_v1(&app, "/v1.1/task/add", &app.basic(), "task", json!([task("y", "ana", "pat")]))
+            .await;
+    assert_eq!(item_code(&items(&response, "tasks", "task")[0]), 5212);
+
+    // A reminder reaches whoever has an address; the others are recorded as skipped.
+    app.post_json("/v2/staff/remove", &app.admin(), &json!({"id": zed})).await.assert_status(200);
+    let now = chrono::DateTime::parse_from_rfc3339("2030-01-02T10:00:00+05:30").unwrap();
+    let report = perks::jobs::tasks::run_once(&app.state, now.timestamp_millis() + 1_000).await;
+    assert_eq!((report.sent, report.messages), (1, 1));
+    let id = everyone["id"].as_i64().unwrap();
+    let list = app.get(&format!("/v1.1/task/reminder?task_id={id}"), &app.basic()).await;
+    let sends = list.json()["response"]["reminders"]["reminder"][0]["sends"]["send"].clone();
+    let outcomes: Vec<(i64, String, String)> = sends
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["executor_id"].as_i64().unwrap(),
+                s["status"].as_str().unwrap().to_string(),
+                s["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (ana, "SENT".to_string(), String::new()),
+            (carl, "SKIPPED".to_string(), "the executor has no mobile or e-mail".to_string()),
+            (zed, "SKIPPED".to_string(), "the staff account was removed".to_string()),
+        ]
     );
 }
