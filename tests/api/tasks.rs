@@ -19,6 +19,8 @@ backend_tests!(
     associates_work_with_their_token,
     customers_can_be_executors,
     execute_by_all_reaches_every_active_account_of_the_type,
+    a_retried_add_with_an_idempotency_key_adds_once,
+    openapi_documents_the_staff_and_task_apis,
     xml_in_and_out,
     a_store_sees_only_its_own_tasks,
 );
@@ -738,4 +740,63 @@ async fn execute_by_all_reaches_every_active_account_of_the_type(backend: Backen
             (zed, "SKIPPED".to_string(), "the staff account was removed".to_string()),
         ]
     );
+}
+
+async fn a_retried_add_with_an_idempotency_key_adds_once(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let ana = add_staff(&app, "ana", json!({})).await;
+    let body = json!({"root": {"task": [task("once", "ana", &ana.to_string())]}});
+    let send = || {
+        app.send(
+            request(Method::POST, "/v1.1/task/add?format=json")
+                .header("authorization", app.basic())
+                .header("content-type", "application/json")
+                .header("idempotency-key", "task-once-1")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+    };
+    let first = send().await;
+    first.assert_status(200);
+    let second = send().await;
+    second.assert_status(200);
+    assert_eq!(second.headers["idempotent-replayed"], "true");
+    assert_eq!(first.body, second.body);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM store_tasks").await, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM task_entries").await, 1);
+}
+
+async fn openapi_documents_the_staff_and_task_apis(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let doc = app.send(request(Method::GET, "/openapi.json").body(Body::empty()).unwrap()).await;
+    doc.assert_status(200);
+    let paths = doc.json()["paths"].as_object().unwrap().clone();
+    for (path, verbs) in [
+        ("/v1.1/task/add", &["post"][..]),
+        ("/v1.1/task/update", &["post"]),
+        ("/v1.1/task/metadata", &["get"]),
+        ("/v1.1/task/logs", &["get"]),
+        ("/v1.1/task/statusmapping", &["get", "post"]),
+        ("/v1.1/task/reminder", &["get", "post"]),
+        ("/v1.1/task/get", &["get"]),
+        ("/v1.1/store/tasks", &["get"]),
+        ("/v1.1/store/staff", &["get"]),
+        ("/v2/staff", &["get", "post"]),
+        ("/v2/staff/accessToken", &["post"]),
+        ("/v2/staff/update", &["post"]),
+        ("/v2/staff/changePassword", &["post"]),
+        ("/v2/staff/sendOtp", &["post"]),
+        ("/v2/staff/validateOtp", &["post"]),
+        ("/v2/staff/changeIdentifier/sendOtp", &["post"]),
+        ("/v2/staff/changeIdentifier/validateOtp", &["post"]),
+        ("/v2/staff/transfer", &["post"]),
+        ("/v2/staff/list", &["get"]),
+        ("/v2/staff/logout", &["get"]),
+        ("/v2/staff/remove", &["post"]),
+    ] {
+        let item = paths.get(path).unwrap_or_else(|| panic!("OpenAPI lacks {path}"));
+        for verb in verbs {
+            assert!(item.get(*verb).is_some(), "OpenAPI lacks {verb} {path}");
+        }
+    }
 }
