@@ -28,7 +28,8 @@
 //!   circuit per subscription), the admin API, Add Webhook and the event notification logs.
 //! - [`staff`]: staff accounts (associates, cashiers), OTP verification, access tokens.
 //! - [`tasks`]: store tasks, entries per executor, status mappings, logs, reminders.
-//! - [`jobs`]: background jobs of a running server (loyalty, message delivery, key purge).
+//! - [`jobs`]: background jobs of a running server (loyalty, message delivery, task
+//!   reminders, key purge).
 
 pub mod app;
 pub mod audit;
