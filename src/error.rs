@@ -109,6 +109,19 @@ pub enum Code {
     TemplateUpdateFailed,
     InvalidEmailId,
     MessageNotFound,
+    TaskFailed,
+    TaskUpdateFailed,
+    TaskIdMissing,
+    TaskIdInvalid,
+    TaskInvalidParameters,
+    TaskSaveFailed,
+    TaskInvalidStatus,
+    TaskEndBeforeStart,
+    TaskExpiryBeforeEnd,
+    TasksNotFound,
+    TaskInvalidExecutor,
+    TaskInvalidCustomerOrCreator,
+    TaskStoreIdRequired,
 }
 
 /// One row of the error table.
@@ -121,7 +134,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 97] = [
+    pub const ALL: [Code; 110] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -219,6 +232,19 @@ impl Code {
         Code::TemplateUpdateFailed,
         Code::InvalidEmailId,
         Code::MessageNotFound,
+        Code::TaskFailed,
+        Code::TaskUpdateFailed,
+        Code::TaskIdMissing,
+        Code::TaskIdInvalid,
+        Code::TaskInvalidParameters,
+        Code::TaskSaveFailed,
+        Code::TaskInvalidStatus,
+        Code::TaskEndBeforeStart,
+        Code::TaskExpiryBeforeEnd,
+        Code::TasksNotFound,
+        Code::TaskInvalidExecutor,
+        Code::TaskInvalidCustomerOrCreator,
+        Code::TaskStoreIdRequired,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -500,6 +526,52 @@ impl Code {
             Code::MessageNotFound => {
                 (4223, 404, "MessageNotFound", "Message not found for the org and messageId")
             }
+            Code::TaskFailed => {
+                (5201, 500, "TaskFailed", "Unable to fetch or add the task, or its metadata")
+            }
+            Code::TaskUpdateFailed => (5021, 500, "TaskUpdateFailed", "Unable to update the task"),
+            Code::TaskIdMissing => (5203, 400, "TaskIdMissing", "No task identifier passed"),
+            Code::TaskIdInvalid => {
+                (5204, 400, "TaskIdInvalid", "Task identifier is invalid or empty")
+            }
+            Code::TaskInvalidParameters => {
+                (5205, 400, "TaskInvalidParameters", "One or more parameters are invalid")
+            }
+            Code::TaskSaveFailed => (
+                5206,
+                400,
+                "TaskSaveFailed",
+                "Unable to add the status mapping or the task reminder",
+            ),
+            Code::TaskInvalidStatus => (5207, 400, "TaskInvalidStatus", "Invalid status passed"),
+            Code::TaskEndBeforeStart => (
+                5208,
+                400,
+                "TaskEndBeforeStart",
+                "End date must be after the start date (status mappings: invalid internal status)",
+            ),
+            Code::TaskExpiryBeforeEnd => {
+                (5209, 400, "TaskExpiryBeforeEnd", "Expiry date must be after the end date")
+            }
+            Code::TasksNotFound => (5211, 404, "TasksNotFound", "No tasks found"),
+            Code::TaskInvalidExecutor => (
+                5212,
+                400,
+                "TaskInvalidExecutor",
+                "Executor id is invalid, or the customers are not registered in this org",
+            ),
+            Code::TaskInvalidCustomerOrCreator => (
+                5213,
+                400,
+                "TaskInvalidCustomerOrCreator",
+                "One or more customers are not registered, or the created-by id is invalid",
+            ),
+            Code::TaskStoreIdRequired => (
+                5214,
+                400,
+                "TaskStoreIdRequired",
+                "A user that is not a till must pass the store id",
+            ),
         };
         CodeInfo { code, http, name, message }
     }

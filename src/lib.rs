@@ -26,8 +26,10 @@
 //! - [`behavioral`]: behavioral events: custom event definitions, posted events, their reads.
 //! - [`webhooks`]: webhook subscriptions, delivery of outbox events (signed, retried, with a
 //!   circuit per subscription), the admin API, Add Webhook and the event notification logs.
-//! - [`jobs`]: background jobs of a running server.
-//! - [`jobs`]: background jobs of a running server (loyalty, message delivery, key purge).
+//! - [`staff`]: staff accounts (associates, cashiers), OTP verification, access tokens.
+//! - [`tasks`]: store tasks, entries per executor, status mappings, logs, reminders.
+//! - [`jobs`]: background jobs of a running server (loyalty, message delivery, task
+//!   reminders, key purge).
 
 pub mod app;
 pub mod audit;
@@ -49,5 +51,7 @@ pub mod ops;
 pub mod org;
 pub mod points;
 pub mod programs;
+pub mod staff;
+pub mod tasks;
 pub mod transactions;
 pub mod webhooks;

@@ -72,7 +72,7 @@ pub fn parse_reference_type(raw: &str) -> Result<ReferenceFilter, String> {
 /// The `source` of a change: where its principal acts from.
 pub fn source_of(principal_type: &str) -> &'static str {
     match principal_type {
-        "TILL" => "INSTORE",
+        "TILL" | "STAFF" => "INSTORE",
         "OAUTH_CLIENT" => "API",
         "ADMIN" => "ADMIN",
         _ => "SYSTEM",
@@ -82,7 +82,7 @@ pub fn source_of(principal_type: &str) -> &'static str {
 /// The principal types of a `source` filter (none for sources Perks does not record).
 pub fn principal_types_of(source: &str) -> &'static [&'static str] {
     match source.trim().to_ascii_uppercase().as_str() {
-        "INSTORE" => &["TILL"],
+        "INSTORE" => &["TILL", "STAFF"],
         "API" => &["OAUTH_CLIENT"],
         "ADMIN" => &["ADMIN"],
         "SYSTEM" => &["SYSTEM"],
@@ -215,7 +215,8 @@ mod tests {
     #[test]
     fn sources_map_to_principals() {
         assert_eq!(source_of("TILL"), "INSTORE");
-        assert_eq!(principal_types_of("instore"), ["TILL"]);
+        assert_eq!(source_of("STAFF"), "INSTORE");
+        assert_eq!(principal_types_of("instore"), ["TILL", "STAFF"]);
         assert!(principal_types_of("FACEBOOK").is_empty());
     }
 }

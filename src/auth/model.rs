@@ -68,6 +68,17 @@ pub enum Level {
 pub struct Permissions(pub BTreeMap<Resource, Level>);
 
 impl Permissions {
+    /// What a staff access token may do: work on tasks, read the org, its customers and staff.
+    /// Staff endpoints further limit a staff caller to its own account.
+    pub fn staff() -> Self {
+        let mut map: BTreeMap<Resource, Level> = BTreeMap::new();
+        for resource in [Resource::Organization, Resource::Customer, Resource::Staff] {
+            map.insert(resource, Level::Read);
+        }
+        map.insert(Resource::Task, Level::Write);
+        Permissions(map)
+    }
+
     /// Write on every resource: the built-in `Admin` group.
     pub fn admin() -> Self {
         Permissions(Resource::ALL.iter().map(|r| (*r, Level::Write)).collect())
@@ -100,9 +111,23 @@ impl Permissions {
 /// What kind of credential authenticated the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Actor {
-    Till { id: TillId, code: String },
-    OAuthClient { id: i64, key: String },
-    Admin { token_id: i64 },
+    Till {
+        id: TillId,
+        code: String,
+    },
+    OAuthClient {
+        id: i64,
+        key: String,
+    },
+    Admin {
+        token_id: i64,
+    },
+    /// A store associate or cashier, by a staff access token (`X-CAP-API-ACCESS-TOKEN`).
+    Staff {
+        id: i64,
+        token_id: i64,
+        username: String,
+    },
 }
 
 impl Actor {
@@ -112,6 +137,7 @@ impl Actor {
             Actor::Till { id, .. } => ("TILL", id.0),
             Actor::OAuthClient { id, .. } => ("OAUTH_CLIENT", *id),
             Actor::Admin { token_id } => ("ADMIN", *token_id),
+            Actor::Staff { id, .. } => ("STAFF", *id),
         }
     }
 

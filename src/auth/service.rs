@@ -154,6 +154,22 @@ impl AuthService {
         let bearer = authorization
             .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
             .map(str::trim);
+        // A staff access token makes the request act as that associate, whatever other
+        // credentials it carries; it picks its own store, so attribution headers are refused.
+        if let Some(token) = header("x-cap-api-access-token").filter(|t| !t.is_empty()) {
+            let mut principal = crate::staff::service::authenticate_token(db, token)
+                .await?
+                .ok_or(AuthError::BadToken)?;
+            principal.request_id = request_id;
+            if header("x-cap-api-attribution-lookup-type").is_some()
+                || header("x-cap-api-attribution-entity-type").is_some()
+            {
+                return Err(AuthError::Attribution(ApiError::invalid(
+                    "Attribution headers are not accepted with a staff access token",
+                )));
+            }
+            return Ok(principal);
+        }
         let mut principal = if let Some(token) =
             header("x-cap-api-oauth-token").or_else(|| header("cap-api-access-token"))
         {

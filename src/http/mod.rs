@@ -35,6 +35,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::points::router())
         .merge(crate::comms::router())
         .merge(crate::audit::router())
+        .merge(crate::staff::router())
+        .merge(crate::tasks::router())
         .route_layer(from_fn(envelope::render_envelopes))
         .route_layer(from_fn_with_state(state.clone(), crate::idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), ratelimit::limit_rate))

@@ -1,11 +1,12 @@
 //! Background jobs of a running server: the purge of expired idempotency keys, the loyalty jobs
-//! (expiry, unlock, tier renewal, queued bills), the webhook worker and message delivery (each in
-//! its own task, so that slow receivers never hold up the other jobs).
+//! (expiry, unlock, tier renewal, queued bills), task reminders, the webhook worker and message
+//! delivery (each in its own task, so that slow receivers never hold up the other jobs).
 //!
 //! Each job is idempotent and bounded per run, so several instances may run it at once safely.
 
 pub mod comms;
 pub mod loyalty;
+pub mod tasks;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -23,6 +24,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(600);
 const LOYALTY_EVERY: Duration = Duration::from_secs(2);
 /// How often due messages are delivered; a queued message waits at most about this long.
 const COMMS_EVERY: Duration = Duration::from_secs(2);
+/// How often due task reminders are fired; a reminder goes out at most about this late.
+const REMINDERS_EVERY: Duration = Duration::from_secs(10);
 /// Rows deleted per statement, and statements per run: each run is bounded.
 const PURGE_BATCH: i64 = 1_000;
 const PURGE_BATCHES_MAX: usize = 100;
@@ -35,10 +38,16 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(PURGE_EVERY);
         let mut loyalty_ticker = tokio::time::interval(LOYALTY_EVERY);
+        // The first tick is at once: reminders that fell due while the server was down go
+        // out on start (marked late).
+        let mut reminder_ticker = tokio::time::interval(REMINDERS_EVERY);
         loop {
             tokio::select! {
                 _ = ticker.tick() => purge_idempotency_keys(&state).await,
                 _ = loyalty_ticker.tick() => loyalty::run_once(&state).await,
+                _ = reminder_ticker.tick() => {
+                    tasks::run_once(&state, now_millis()).await;
+                }
                 _ = shutdown.changed() => break,
             }
         }
