@@ -57,9 +57,12 @@ pub fn router() -> Router<AppState> {
             "/v2/points/transfer",
             post(routes_transfer::transfer_points).get(routes_transfer::transfer_details),
         )
-        .route("/v2/points/userGroup2/isTransferrable", post(routes_transfer::group_not_supported))
-        .route("/v2/points/userGroup2/isTransferable", post(routes_transfer::group_not_supported))
-        .route("/v2/points/userGroup2/transfer", post(routes_transfer::group_not_supported))
+        .route(
+            "/v2/points/userGroup2/isTransferrable",
+            post(routes_transfer::group_is_transferable),
+        )
+        .route("/v2/points/userGroup2/isTransferable", post(routes_transfer::group_is_transferable))
+        .route("/v2/points/userGroup2/transfer", post(routes_transfer::group_transfer))
         .route("/v2/pointsLedger/getLedgerExplodeInfo", get(routes_ledger::explode_info))
         .route(
             "/v2.1/pointsLedger/getCustomerLedgerInfo",
@@ -100,7 +103,8 @@ pub fn router() -> Router<AppState> {
     routes_transfer::is_transferable,
     routes_transfer::transfer_points,
     routes_transfer::transfer_details,
-    routes_transfer::group_not_supported,
+    routes_transfer::group_is_transferable,
+    routes_transfer::group_transfer,
     routes_ledger::explode_info,
     routes_ledger::connected_ledger_info,
     routes_ledger::connected_explode_info,

@@ -1239,7 +1239,7 @@ pub async fn add_request(
     headers: HeaderMap,
     Json(body): Json<RequestBody>,
 ) -> Result<Response, ApiError> {
-    principal.require(Resource::Points, Level::Write)?;
+    principal.require(Resource::Requests, Level::Write)?;
     match body.kind.as_deref().map(|k| k.trim().to_ascii_uppercase()).as_deref() {
         Some("GOODWILL") => {}
         _ => {
@@ -1352,7 +1352,7 @@ pub async fn goodwill_requests(
     Path(id): Path<i64>,
     Query(q): Query<GoodwillQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require(Resource::Points, Level::Read)?;
+    principal.require(Resource::Requests, Level::Read)?;
     let limit = q.limit.unwrap_or(10);
     if !(1..=GOODWILL_PAGE_MAX).contains(&limit) {
         return Err(ApiError::invalid(format!("limit must be 1 to {GOODWILL_PAGE_MAX}")));

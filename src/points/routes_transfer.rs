@@ -426,14 +426,28 @@ pub async fn transfer_summary(
     Ok(crate::http::envelope::v2_list(data, limit, offset, total))
 }
 
-/// `POST /v2/points/userGroup2/isTransferrable` and `POST /v2/points/userGroup2/transfer` —
-/// user groups do not exist yet: 501 with code 501 ("not supported yet") in the v2 envelope.
-#[utoipa::path(post, path = "/v2/points/userGroup2/transfer", tag = "points",
-    responses((status = 501, description = "501 user group transfers are not supported yet")))]
-pub async fn group_not_supported(principal: Principal) -> Result<Response, ApiError> {
-    principal.require(Resource::Points, Level::Read)?;
-    Err(ApiError::with_message(
+/// What the user group variants answer until user groups exist.
+fn groups_not_supported() -> ApiError {
+    ApiError::with_message(
         Code::NotYetSupported,
         "user group (userGroup2) points transfers are not supported yet: user groups do not exist",
-    ))
+    )
+}
+
+/// `POST /v2/points/userGroup2/isTransferrable` — user groups do not exist yet: 501 with code
+/// 501 ("not supported yet") in the v2 envelope.
+#[utoipa::path(post, path = "/v2/points/userGroup2/isTransferrable", tag = "points",
+    responses((status = 501, description = "501 user group transfers are not supported yet")))]
+pub async fn group_is_transferable(principal: Principal) -> Result<Response, ApiError> {
+    principal.require(Resource::Points, Level::Read)?;
+    Err(groups_not_supported())
+}
+
+/// `POST /v2/points/userGroup2/transfer` — user groups do not exist yet: 501 with code 501
+/// ("not supported yet") in the v2 envelope.
+#[utoipa::path(post, path = "/v2/points/userGroup2/transfer", tag = "points",
+    responses((status = 501, description = "501 user group transfers are not supported yet")))]
+pub async fn group_transfer(principal: Principal) -> Result<Response, ApiError> {
+    principal.require(Resource::Points, Level::Write)?;
+    Err(groups_not_supported())
 }

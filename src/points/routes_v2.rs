@@ -140,10 +140,11 @@ pub struct ReverseBody {
     identifier: Option<ReverseIdentifier>,
 }
 
-/// `POST /v2/points/reverse` — gives back what a redemption took, to the lots it came from
-/// (lots expired since are not restored), once.
+/// `POST /v2/points/reverse` — gives back `pointsToBeReversed` (default: all that is left) of
+/// what a redemption took, to the lots it came from, the last-used first (the share of lots
+/// expired since is reported, not restored); partial reversals add up to the redemption.
 #[utoipa::path(post, path = "/v2/points/reverse", tag = "points", request_body = ReverseBody,
-    responses((status = 200, description = "Reversed"), (status = 400, description = "814 already reversed"), (status = 404, description = "813 not found")))]
+    responses((status = 200, description = "Reversed"), (status = 400, description = "801 bad or too many points, 814 nothing left to reverse"), (status = 404, description = "813 not found")))]
 pub async fn reverse(
     State(state): State<AppState>,
     principal: Principal,
