@@ -692,15 +692,15 @@ fn markdown(r: &Value) -> String {
         r["machine"]["process"].as_str().unwrap_or(""),
     );
     for (name, label) in [
-        ("uniformC1", "redeem, uniform customers, concurrency 1"),
-        ("uniformCN", "redeem, uniform customers, concurrency N"),
-        ("hotC1", "redeem, one hot customer, concurrency 1"),
-        ("hotCN", "redeem, one hot customer, concurrency N"),
+        ("uniformC1", "redeem, uniform customers"),
+        ("uniformCN", "redeem, uniform customers"),
+        ("hotC1", "redeem, one hot customer"),
+        ("hotCN", "redeem, one hot customer"),
     ] {
         let p = &r["redeem"][name];
         out.push_str(&format!(
-            "| {label} (N = {}) | {:.1}/s | {} | {} | {:.0}% |\n",
-            r["sizes"]["concurrency"],
+            "| {label}, concurrency {} | {:.1}/s | {} | {} | {:.0}% |\n",
+            p["concurrency"],
             f(&p["okPerSecond"]),
             lat(&p["latencyMillis"]),
             p["errors"],

@@ -177,21 +177,58 @@ async fn party_names(
     Ok(json!({"userId": customer, "firstName": first, "lastName": last, "externalId": external}))
 }
 
+/// Names of the customers and programs transfer records mention, read once per request.
+#[derive(Default)]
+struct Names {
+    customers: std::collections::HashMap<i64, Value>,
+    programs: Option<Vec<(i64, String)>>,
+}
+
+impl Names {
+    async fn customer(
+        &mut self,
+        c: &mut impl Connection,
+        org: OrgId,
+        id: i64,
+    ) -> Result<Value, ApiError> {
+        if let Some(found) = self.customers.get(&id) {
+            return Ok(found.clone());
+        }
+        let value = party_names(c, org, id).await?;
+        self.customers.insert(id, value.clone());
+        Ok(value)
+    }
+
+    async fn program(
+        &mut self,
+        c: &mut impl Connection,
+        org: OrgId,
+        id: i64,
+    ) -> Result<String, ApiError> {
+        if self.programs.is_none() {
+            let heads = crate::programs::store::program_heads(c, org).await?;
+            self.programs = Some(heads.into_iter().map(|h| (h.id, h.name)).collect());
+        }
+        Ok(self
+            .programs
+            .iter()
+            .flatten()
+            .find(|(p, _)| *p == id)
+            .map(|(_, name)| name.clone())
+            .unwrap_or_default())
+    }
+}
+
 /// A transfer record seen by `viewer`: `DEDUCTION` when it sent the points, `ADDITION` when it
 /// received them.
 async fn record_json(
     c: &mut impl Connection,
     org: OrgId,
+    names: &mut Names,
     t: &TransferRow,
     viewer: i64,
     tz: chrono_tz::Tz,
 ) -> Result<Value, ApiError> {
-    let program = crate::programs::store::program_heads(c, org)
-        .await?
-        .into_iter()
-        .find(|h| h.id == t.program_id)
-        .map(|h| h.name)
-        .unwrap_or_default();
     Ok(json!({
         "transferId": t.id,
         "transferType": if t.from_customer_id == viewer { "DEDUCTION" } else { "ADDITION" },
@@ -202,11 +239,11 @@ async fn record_json(
         "fromEntityType": "CUSTOMER",
         "toEntityId": t.to_customer_id,
         "toEntityType": "CUSTOMER",
-        "transferredFrom": party_names(c, org, t.from_customer_id).await?,
-        "transferredTo": party_names(c, org, t.to_customer_id).await?,
+        "transferredFrom": names.customer(c, org, t.from_customer_id).await?,
+        "transferredTo": names.customer(c, org, t.to_customer_id).await?,
         "notes": t.notes,
         "programId": t.program_id,
-        "programName": program,
+        "programName": names.program(c, org, t.program_id).await?,
     }))
 }
 
@@ -284,7 +321,9 @@ pub async fn transfer_points(
             .await?;
     let mut conn = state.db.read().await?;
     let tz = adjust::org_zone(&mut conn, principal.org).await?;
-    let mut record = record_json(&mut conn, principal.org, &made.transfer, p.from, tz).await?;
+    let mut names = Names::default();
+    let mut record =
+        record_json(&mut conn, principal.org, &mut names, &made.transfer, p.from, tz).await?;
     record["balance"] = json!(made.balance.to_f64());
     Ok(axum::Json(json!({"data": [record], "warnings": []})).into_response())
 }
@@ -334,8 +373,9 @@ pub async fn transfer_details(
     )
     .await?;
     let mut data = Vec::with_capacity(rows.len());
+    let mut names = Names::default();
     for row in &rows {
-        data.push(record_json(&mut conn, principal.org, row, customer, tz).await?);
+        data.push(record_json(&mut conn, principal.org, &mut names, row, customer, tz).await?);
     }
     Ok(axum::Json(json!({"data": data, "warnings": []})).into_response())
 }
@@ -420,8 +460,9 @@ pub async fn transfer_summary(
     )
     .await?;
     let mut data = Vec::with_capacity(rows.len());
+    let mut names = Names::default();
     for row in &rows {
-        data.push(record_json(&mut conn, principal.org, row, customer, tz).await?);
+        data.push(record_json(&mut conn, principal.org, &mut names, row, customer, tz).await?);
     }
     Ok(crate::http::envelope::v2_list(data, limit, offset, total))
 }
