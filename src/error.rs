@@ -102,6 +102,17 @@ pub enum Code {
     RedemptionAlreadyReversed,
     PointsAboveMaximum,
     PointsBelowMinimum,
+    InsufficientLifetimePoints,
+    InsufficientLifetimePurchases,
+    TransferReceiverFraud,
+    TransferSameCustomer,
+    PointsTransferNotAllowed,
+    UnknownAlternateCurrency,
+    PointsAwardNotFound,
+    InvalidGroupDetails,
+    InvalidRequestType,
+    InvalidRequestBaseType,
+    NotYetSupported,
     MessageNotSent,
     EmailNotSent,
     InvalidTemplateType,
@@ -134,7 +145,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 110] = [
+    pub const ALL: [Code; 121] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -225,6 +236,17 @@ impl Code {
         Code::RedemptionAlreadyReversed,
         Code::PointsAboveMaximum,
         Code::PointsBelowMinimum,
+        Code::InsufficientLifetimePoints,
+        Code::InsufficientLifetimePurchases,
+        Code::TransferReceiverFraud,
+        Code::TransferSameCustomer,
+        Code::PointsTransferNotAllowed,
+        Code::UnknownAlternateCurrency,
+        Code::PointsAwardNotFound,
+        Code::InvalidGroupDetails,
+        Code::InvalidRequestType,
+        Code::InvalidRequestBaseType,
+        Code::NotYetSupported,
         Code::MessageNotSent,
         Code::EmailNotSent,
         Code::InvalidTemplateType,
@@ -513,6 +535,46 @@ impl Code {
             Code::PointsBelowMinimum => {
                 (821, 400, "PointsBelowMinimum", "Points are below the minimum to redeem")
             }
+            Code::InsufficientLifetimePoints => {
+                (805, 400, "InsufficientLifetimePoints", "Insufficient lifetime points")
+            }
+            Code::InsufficientLifetimePurchases => (
+                806,
+                400,
+                "InsufficientLifetimePurchases",
+                "Insufficient lifetime purchases amount",
+            ),
+            Code::TransferReceiverFraud => (
+                414,
+                400,
+                "TransferReceiverFraud",
+                "Destination customer is marked as fraud: points cannot be transferred to them",
+            ),
+            Code::TransferSameCustomer => {
+                (418, 400, "TransferSameCustomer", "From and to customers are the same")
+            }
+            Code::PointsTransferNotAllowed => (
+                830,
+                403,
+                "PointsTransferNotAllowed",
+                "Points transfer is not enabled for the org (ALLOW_POINTS_TRANSFER)",
+            ),
+            Code::UnknownAlternateCurrency => {
+                (840, 400, "UnknownAlternateCurrency", "Unknown alternate currency")
+            }
+            Code::PointsAwardNotFound => {
+                (841, 404, "PointsAwardNotFound", "Points award not found for the customer")
+            }
+            Code::InvalidGroupDetails => {
+                (93026, 400, "InvalidGroupDetails", "Invalid group details provided")
+            }
+            Code::InvalidRequestType => {
+                (9006, 400, "InvalidRequestType", "Request type is invalid")
+            }
+            Code::InvalidRequestBaseType => {
+                (9008, 400, "InvalidRequestBaseType", "Request base type is invalid")
+            }
+            Code::NotYetSupported => (501, 501, "NotYetSupported", "Not supported yet"),
             Code::MessageNotSent => (4101, 400, "MessageNotSent", "Cannot send message"),
             Code::EmailNotSent => (4201, 400, "EmailNotSent", "Cannot send email"),
             Code::InvalidTemplateType => {

@@ -19,7 +19,8 @@
 //!   (log, SMTP, HTTP) and the communications APIs; [`comms::send`] is the way to send.
 //! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
-//! - [`points`]: fixed-point amounts, the ledger of lots and entries, and balances.
+//! - [`points`]: fixed-point amounts, the ledger of lots and entries, balances, and the points
+//!   operations (redemption, reversal, transfers, deductions, schedules, manual issue).
 //! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates, the
 //!   compiled-program cache and the `/x/perks/v1/programs` admin API.
 //! - [`transactions`]: bills, returns and exchanges, their loyalty evaluation, and their APIs.

@@ -97,6 +97,8 @@ impl Permissions {
             Resource::Reward,
             Resource::Events,
             Resource::Task,
+            // Tills raise requests (goodwill, identifier changes) for the back office.
+            Resource::Requests,
         ] {
             map.insert(resource, Level::Write);
         }

@@ -309,7 +309,7 @@ fn conflict(identifiers: &[Identifier]) -> CustomerError {
 }
 
 /// Distinct customers holding any of `identifiers` (in one source account, or anywhere).
-async fn owners(
+pub(crate) async fn owners(
     c: &mut impl Connection,
     org: OrgId,
     account: Option<&SourceAccount>,

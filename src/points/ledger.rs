@@ -518,3 +518,358 @@ pub async fn verify_report(
     }
     Ok(Verification { checked, mismatches: found })
 }
+
+// ------------------------------------------------------------------------ points operations
+//
+// Transfers, deductions, partial reversals, early conversion of promised points and expiry
+// changes. Every balance change below still goes through [`record`].
+
+/// Lots awarded at registration: Capillary does not let them be transferred.
+pub const REGISTRATION_SOURCE: &str = "REGISTRATION";
+
+/// Plans taking up to `wanted` from the spendable lots that `accept` lets through,
+/// soonest-expiring first; returns each lot with the amount to take from it.
+async fn take_fefo_lots(
+    c: &mut impl Connection,
+    scope: Scope,
+    wanted: i64,
+    accept: impl Fn(&LotRow) -> bool,
+) -> Result<Vec<(LotRow, i64)>, DbError> {
+    let mut taken: Vec<(LotRow, i64)> = Vec::new();
+    let mut seen: Vec<i64> = Vec::new();
+    let mut left = wanted;
+    for _ in 0..ROUNDS_MAX {
+        if left <= 0 {
+            break;
+        }
+        let lots = store::spendable_lots(
+            c,
+            scope.org,
+            scope.customer,
+            scope.program,
+            scope.now,
+            LOTS_PER_ROUND + seen.len() as i64,
+        )
+        .await?;
+        let fresh: Vec<LotRow> = lots.into_iter().filter(|l| !seen.contains(&l.id)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for lot in fresh {
+            seen.push(lot.id);
+            if left <= 0 || !accept(&lot) {
+                continue;
+            }
+            let take = lot.remaining.min(left);
+            left -= take;
+            taken.push((lot, take));
+        }
+    }
+    Ok(taken)
+}
+
+/// Locks both accounts of a transfer (lower customer id first, so that two opposite transfers
+/// cannot deadlock) and lets their lapsed lots expire.
+async fn open_pair(c: &mut impl Connection, from: Scope, to: Scope) -> Result<(), DbError> {
+    let (first, second) = if from.customer <= to.customer { (from, to) } else { (to, from) };
+    open_account(c, first).await?;
+    open_account(c, second).await?;
+    expire_customer(c, from).await?;
+    expire_customer(c, to).await?;
+    Ok(())
+}
+
+/// Points the sender can transfer now: the spendable lots other than registration awards,
+/// and never more than the balance. Opens (and locks) both accounts.
+pub async fn transferable(
+    c: &mut impl Connection,
+    from: Scope,
+    to: Scope,
+) -> Result<Fixed, DbError> {
+    open_pair(c, from, to).await?;
+    let lots = crate::points::store_ops::spendable_sum_without(
+        c,
+        from.org,
+        from.customer,
+        from.program,
+        from.now,
+        REGISTRATION_SOURCE,
+    )
+    .await?;
+    let account = store::lock_account(c, from.org, from.customer, from.program).await?;
+    let balance = account.map(|a| a.current_points).unwrap_or(0);
+    Ok(Fixed(lots.min(balance).max(0)))
+}
+
+/// What a transfer moved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transferred {
+    pub out_entry: i64,
+    pub in_entry: i64,
+    /// Each receiving lot with the points it got and the expiry it kept.
+    pub received_lots: Vec<(i64, i64, Option<i64>)>,
+}
+
+/// Moves `points` from the sender's transferable lots (soonest-expiring first) to new lots of
+/// the receiver that keep each sent lot's expiry: one `TransferOut` and one `TransferIn` entry,
+/// both accounts locked. Refused when the transferable points do not cover it.
+pub async fn transfer(
+    c: &mut impl Connection,
+    from: Scope,
+    to: Scope,
+    points: Fixed,
+    meta: EntryMeta<'_>,
+) -> Result<Transferred, LedgerError> {
+    if !points.is_positive() {
+        return Err(LedgerError::NotPositive);
+    }
+    let available = transferable(c, from, to).await?;
+    if available.0 < points.0 {
+        return Err(LedgerError::Insufficient { available });
+    }
+    let taken = take_fefo_lots(c, from, points.0, |l| l.source != REGISTRATION_SOURCE).await?;
+    let total: i64 = taken.iter().map(|(_, t)| t).sum();
+    if total < points.0 {
+        return Err(LedgerError::Insufficient { available: Fixed(total) });
+    }
+    let out_movements: Vec<(i64, i64)> = taken.iter().map(|(l, t)| (l.id, -t)).collect();
+    let out_entry =
+        record(c, from, EntryKind::TransferOut, -points.0, 0, &out_movements, meta).await?;
+    // One receiving lot per distinct expiry: a transfer never extends the life of a point.
+    let mut by_expiry: Vec<(Option<i64>, i64)> = Vec::new();
+    for (lot, amount) in &taken {
+        match by_expiry.iter_mut().find(|(e, _)| *e == lot.expires_at) {
+            Some((_, sum)) => *sum += amount,
+            None => by_expiry.push((lot.expires_at, *amount)),
+        }
+    }
+    let mut in_movements = Vec::with_capacity(by_expiry.len());
+    let mut received_lots = Vec::with_capacity(by_expiry.len());
+    for (expires_at, amount) in by_expiry {
+        let lot = store::insert_lot(
+            c,
+            to.org,
+            &NewLot {
+                customer_id: to.customer,
+                program_id: to.program,
+                kind: LotKind::Regular,
+                source: "TRANSFER",
+                rule: meta.rule,
+                transaction_id: None,
+                line_item_id: None,
+                awarded: amount,
+                awarded_at: to.now,
+                unlock_at: None,
+                expires_at,
+            },
+        )
+        .await?;
+        in_movements.push((lot, amount));
+        received_lots.push((lot, amount, expires_at));
+    }
+    let in_entry = record(c, to, EntryKind::TransferIn, points.0, 0, &in_movements, meta).await?;
+    Ok(Transferred { out_entry, in_entry, received_lots })
+}
+
+/// What a deduction did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deducted {
+    pub entry: i64,
+    /// Points the lots gave.
+    pub taken: Fixed,
+    /// Points beyond the lots, which drove the balance below zero (only when allowed).
+    pub debt: Fixed,
+}
+
+/// Deducts `points` as one negative `Adjust` entry: first from `target` (a lot of the customer's,
+/// when the request names one), then soonest-expiring first. Beyond the balance only with
+/// `allow_negative` (the rest becomes a negative balance). The caller has opened the account.
+pub async fn deduct(
+    c: &mut impl Connection,
+    scope: Scope,
+    points: Fixed,
+    target: Option<i64>,
+    allow_negative: bool,
+    meta: EntryMeta<'_>,
+) -> Result<Deducted, LedgerError> {
+    if !points.is_positive() {
+        return Err(LedgerError::NotPositive);
+    }
+    expire_customer(c, scope).await?;
+    let account = store::lock_account(c, scope.org, scope.customer, scope.program)
+        .await?
+        .ok_or(LedgerError::Insufficient { available: Fixed::ZERO })?;
+    if !allow_negative && account.current_points < points.0 {
+        return Err(LedgerError::Insufficient { available: Fixed(account.current_points.max(0)) });
+    }
+    let mut movements: Vec<(i64, i64)> = Vec::new();
+    let mut left = points.0;
+    if let Some(lot_id) = target
+        && let Some(lot) = store::get_lot(c, scope.org, lot_id).await?
+        && lot.kind == LotKind::Regular.as_str()
+        && lot.expires_at.is_none_or(|at| at > scope.now)
+        && lot.remaining > 0
+    {
+        let take = lot.remaining.min(left);
+        movements.push((lot.id, -take));
+        left -= take;
+    }
+    if left > 0 {
+        let exclude: Vec<i64> = movements.iter().map(|(l, _)| *l).collect();
+        let more = take_fefo(c, scope, left, &exclude).await?;
+        left -= more.iter().map(|(_, d)| -d).sum::<i64>();
+        movements.extend(more);
+    }
+    if left > 0 && !allow_negative {
+        // The projection said yes but the lots say no: never deduct what the lots do not hold.
+        return Err(LedgerError::Insufficient { available: Fixed(points.0 - left) });
+    }
+    let entry = record(c, scope, EntryKind::Adjust, -points.0, 0, &movements, meta).await?;
+    Ok(Deducted { entry, taken: Fixed(points.0 - left), debt: Fixed(left) })
+}
+
+/// What one (possibly partial) reversal of a spend did, lot by lot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartReversal {
+    pub restored: Fixed,
+    pub lapsed: Fixed,
+    /// The `RedeemReversal` entry (none when nothing could be restored).
+    pub entry: Option<i64>,
+    /// (lot, restored, lapsed) for every lot this reversal took care of.
+    pub lots: Vec<(i64, i64, i64)>,
+}
+
+/// Reverses `wanted` points of the spend `entry`, given what earlier reversals already took care
+/// of per lot (`handled`). The spend is unwound from its last lots: lots that have not expired
+/// get their points back, latest-expiring first; the share of lots expired by now is not
+/// restored (it would only expire again) and counts as lapsed. One `RedeemReversal` entry; the
+/// caller holds the account lock and checks `wanted` against what is left to reverse.
+pub async fn reverse_spend_part(
+    c: &mut impl Connection,
+    scope: Scope,
+    entry: i64,
+    handled: &[(i64, i64)],
+    wanted: i64,
+    meta: EntryMeta<'_>,
+) -> Result<PartReversal, DbError> {
+    let moved = store::movements_of_entry(c, scope.org, entry).await?;
+    let mut open: Vec<(LotRow, i64, bool)> = Vec::with_capacity(moved.len());
+    for (lot_id, delta) in moved {
+        let done = handled.iter().filter(|(l, _)| *l == lot_id).map(|(_, d)| d).sum::<i64>();
+        let left = -delta - done;
+        if left <= 0 {
+            continue;
+        }
+        let Some(lot) = store::get_lot(c, scope.org, lot_id).await? else { continue };
+        let valid = lot.expires_at.is_none_or(|at| at > scope.now);
+        open.push((lot, left, valid));
+    }
+    // Valid lots first, the latest-expiring (never-expiring) first; then the expired ones.
+    open.sort_by(|(a, _, va), (b, _, vb)| {
+        vb.cmp(va)
+            .then_with(|| match (a.expires_at, b.expires_at) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Less,
+                (Some(_), None) => std::cmp::Ordering::Greater,
+                (Some(x), Some(y)) => y.cmp(&x),
+            })
+            .then_with(|| b.id.cmp(&a.id))
+    });
+    let mut left = wanted;
+    let mut result = PartReversal::default();
+    let mut movements = Vec::new();
+    for (lot, open_points, valid) in open {
+        if left <= 0 {
+            break;
+        }
+        let amount = open_points.min(left);
+        left -= amount;
+        if valid {
+            movements.push((lot.id, amount));
+            result.restored = result.restored + Fixed(amount);
+            result.lots.push((lot.id, amount, 0));
+        } else {
+            result.lapsed = result.lapsed + Fixed(amount);
+            result.lots.push((lot.id, 0, amount));
+        }
+    }
+    if result.restored.is_positive() {
+        result.entry = Some(
+            record(c, scope, EntryKind::RedeemReversal, result.restored.0, 0, &movements, meta)
+                .await?,
+        );
+    }
+    Ok(result)
+}
+
+/// Makes a promised lot redeemable now (an external trigger, ahead of its date): the points
+/// move from promised to current in the same lot. Returns the points converted.
+pub async fn convert_promised(
+    c: &mut impl Connection,
+    scope: Scope,
+    lot: &LotRow,
+    meta: EntryMeta<'_>,
+) -> Result<Fixed, DbError> {
+    if lot.kind != LotKind::Promised.as_str() {
+        return Ok(Fixed::ZERO);
+    }
+    store::set_lot_kind(c, scope.org, lot.id, LotKind::Regular).await?;
+    if lot.remaining > 0 {
+        record(c, scope, EntryKind::Unlock, lot.remaining, -lot.remaining, &[], meta).await?;
+    }
+    Ok(Fixed(lot.remaining.max(0)))
+}
+
+/// Awards points as a promised lot whatever `unlock_at` says: with no date, the lot waits for an
+/// external trigger ([`convert_promised`]). The caller has opened the account.
+pub async fn award_promised(
+    c: &mut impl Connection,
+    scope: Scope,
+    award: &Award<'_>,
+) -> Result<Option<i64>, DbError> {
+    if !award.points.is_positive() {
+        return Ok(None);
+    }
+    let lot = store::insert_lot(
+        c,
+        scope.org,
+        &NewLot {
+            customer_id: scope.customer,
+            program_id: scope.program,
+            kind: LotKind::Promised,
+            source: award.source,
+            rule: award.rule,
+            transaction_id: award.transaction_id,
+            line_item_id: award.line_item_id,
+            awarded: award.points.0,
+            awarded_at: award.awarded_at,
+            unlock_at: award.unlock_at,
+            expires_at: award.expires_at,
+        },
+    )
+    .await?;
+    let meta = EntryMeta {
+        transaction_id: award.transaction_id,
+        rule: award.rule,
+        effective_at: Some(award.awarded_at),
+        ..EntryMeta::default()
+    };
+    record(c, scope, EntryKind::PromisedAward, 0, award.points.0, &[(lot, award.points.0)], meta)
+        .await?;
+    Ok(Some(lot))
+}
+
+/// Moves a lot's expiry; a date already past expires what the lot still holds at once (an
+/// `Expire` entry). The caller has opened the account.
+pub async fn change_expiry(
+    c: &mut impl Connection,
+    scope: Scope,
+    lot: i64,
+    expires_at: Option<i64>,
+) -> Result<Fixed, DbError> {
+    crate::points::store_ops::set_lot_expiry(c, scope.org, lot, expires_at).await?;
+    if expires_at.is_some_and(|at| at <= scope.now) {
+        return expire_customer(c, scope).await;
+    }
+    Ok(Fixed::ZERO)
+}

@@ -86,10 +86,14 @@ pub enum EntryKind {
     /// Points taken back because the bill that earned them was returned.
     Return,
     Adjust,
+    /// Points sent to another customer (their lots leave the sender's account).
+    TransferOut,
+    /// Points received from another customer (new lots keeping the sent lots' expiry).
+    TransferIn,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 8] = [
+    pub const ALL: [EntryKind; 10] = [
         EntryKind::Award,
         EntryKind::PromisedAward,
         EntryKind::Unlock,
@@ -98,6 +102,8 @@ impl EntryKind {
         EntryKind::Expire,
         EntryKind::Return,
         EntryKind::Adjust,
+        EntryKind::TransferOut,
+        EntryKind::TransferIn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -110,6 +116,8 @@ impl EntryKind {
             EntryKind::Expire => "EXPIRE",
             EntryKind::Return => "RETURN",
             EntryKind::Adjust => "ADJUST",
+            EntryKind::TransferOut => "TRANSFER_OUT",
+            EntryKind::TransferIn => "TRANSFER_IN",
         }
     }
 
@@ -133,6 +141,9 @@ impl EntryKind {
                 b.lifetime = moved;
             }
             EntryKind::Adjust => b.adjusted = moved,
+            // A transfer moves spendable points between customers: neither side earned,
+            // redeemed or lost them, so only the balances themselves move.
+            EntryKind::TransferOut | EntryKind::TransferIn => {}
         }
         b
     }

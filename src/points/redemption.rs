@@ -30,6 +30,36 @@ pub const CODE_VALIDITY_MINUTES_DEFAULT: i64 = 15;
 const CODE_VALIDITY_MINUTES_MAX: i64 = 24 * 60;
 const CODE_DIGITS: u32 = 6;
 
+/// What a validation code may be used for: a code sent to redeem cannot move points to someone
+/// else, and the other way round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodePurpose {
+    Redeem,
+    Transfer,
+}
+
+impl CodePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodePurpose::Redeem => "REDEEM",
+            CodePurpose::Transfer => "TRANSFER",
+        }
+    }
+
+    fn message(self) -> (&'static str, &'static str) {
+        match self {
+            CodePurpose::Redeem => (
+                "Your points redemption code",
+                "Your validation code to redeem points is {code}. Do not share it.",
+            ),
+            CodePurpose::Transfer => (
+                "Your points transfer code",
+                "Your validation code to transfer points is {code}. Do not share it.",
+            ),
+        }
+    }
+}
+
 /// Why a redemption (or its check, code or reversal) was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PointsError {
@@ -58,6 +88,12 @@ pub enum PointsError {
     RedemptionNotFound,
     #[error("redemption already reversed")]
     AlreadyReversed,
+    #[error("{available} lifetime points, at least {required} needed to redeem")]
+    InsufficientLifetimePoints { required: Decimal, available: Fixed },
+    #[error("{available} lifetime purchases, at least {required} needed to redeem")]
+    InsufficientLifetimePurchases { required: Decimal, available: Fixed },
+    #[error("only {left} points of this redemption are left to reverse")]
+    MoreThanLeftToReverse { left: Fixed },
     #[error(transparent)]
     Program(#[from] ProgramError),
     #[error(transparent)]
@@ -91,6 +127,11 @@ impl From<PointsError> for ApiError {
             PointsError::CodeExpired => Code::ValidationCodeExpired,
             PointsError::RedemptionNotFound => Code::RedemptionNotFound,
             PointsError::AlreadyReversed => Code::RedemptionAlreadyReversed,
+            PointsError::InsufficientLifetimePoints { .. } => Code::InsufficientLifetimePoints,
+            PointsError::InsufficientLifetimePurchases { .. } => {
+                Code::InsufficientLifetimePurchases
+            }
+            PointsError::MoreThanLeftToReverse { .. } => Code::InvalidPoints,
             PointsError::Program(ProgramError::NotFound) => Code::InvalidProgramId,
             PointsError::Program(_) => return ApiError::from(into_program(e)),
             PointsError::Db(_) => return ApiError::from(into_db(e)),
@@ -136,6 +177,29 @@ pub fn check_rules(rules: &RedemptionDoc, points: Fixed) -> Result<(), PointsErr
         && asked > max
     {
         return Err(PointsError::AboveMaximum(max.normalize()));
+    }
+    Ok(())
+}
+
+/// The program's lifetime thresholds: lifetime points (805) and lifetime purchases (806).
+fn check_lifetime(rules: &RedemptionDoc, account: Option<&AccountRow>) -> Result<(), PointsError> {
+    if let Some(required) = rules.min_lifetime_points {
+        let available = Fixed(account.map(|a| a.lifetime_points).unwrap_or(0));
+        if available.to_decimal() < required {
+            return Err(PointsError::InsufficientLifetimePoints {
+                required: required.normalize(),
+                available,
+            });
+        }
+    }
+    if let Some(required) = rules.min_lifetime_purchases {
+        let available = Fixed(account.map(|a| a.lifetime_purchases).unwrap_or(0));
+        if available.to_decimal() < required {
+            return Err(PointsError::InsufficientLifetimePurchases {
+                required: required.normalize(),
+                available,
+            });
+        }
     }
     Ok(())
 }
@@ -286,13 +350,14 @@ async fn redeem_in(
         ledger::expire_customer(tx, scope).await?;
     }
     let account = store::lock_account(tx, org, r.customer, scope.program).await?;
+    check_lifetime(rules, account.as_ref())?;
     check_balance(account.as_ref(), r.points)?;
     let validation = match (rules.validation_code, r.validation_code) {
         (ValidationCodeMode::Never, _) => Validation::NotRequired,
         (ValidationCodeMode::Optional, _) if r.skip_validation => Validation::Skipped,
-        (_, Some(code)) => {
-            Validation::Code(check_code(tx, org, r.customer, r.points, code, now).await?)
-        }
+        (_, Some(code)) => Validation::Code(
+            check_code(tx, org, r.customer, r.points, code, CodePurpose::Redeem, now).await?,
+        ),
         (_, None) if r.code_if_given => Validation::NotRequired,
         (_, None) => return Err(PointsError::CodeRequired),
     };
@@ -342,6 +407,21 @@ async fn redeem_in(
         },
     )
     .await?;
+    crate::audit::record(
+        tx,
+        org,
+        &actor_of(principal),
+        crate::audit::Change {
+            entity_type: "POINTS_REDEMPTION",
+            entity_id: id,
+            action: "CREATE",
+            before: None,
+            after: Some(serde_json::json!({"customerId": r.customer, "programId": scope.program,
+                "points": r.points.to_f64(), "billNumber": r.bill_number,
+                "validation": validation.as_str()})),
+        },
+    )
+    .await?;
     events::raise(
         tx,
         org,
@@ -364,17 +444,18 @@ async fn redeem_in(
     })
 }
 
-/// Checks `code` against the customer's live code; its id. The code covers up to the points it
-/// was issued for.
-async fn check_code(
+/// Checks `code` against the customer's live code for `purpose`; its id. The code covers up to
+/// the points it was issued for.
+pub async fn check_code(
     c: &mut impl Connection,
     org: OrgId,
     customer: i64,
     points: Fixed,
     code: &str,
+    purpose: CodePurpose,
     now: i64,
 ) -> Result<i64, PointsError> {
-    let row = store::latest_validation_code(c, org, customer)
+    let row = store::latest_validation_code(c, org, customer, purpose.as_str())
         .await?
         .ok_or(PointsError::CodeInvalid(None))?;
     if row.expires_at <= now || row.attempts >= CODE_ATTEMPTS_MAX {
@@ -410,6 +491,20 @@ pub async fn issue_code(
     points: Fixed,
     now: i64,
 ) -> Result<IssuedCode, PointsError> {
+    issue_code_for(db, principal, org, customer, points, CodePurpose::Redeem, now).await
+}
+
+/// [`issue_code`] for a purpose (a transfer's code is a separate code from a redemption's).
+#[tracing::instrument(skip_all, fields(org = org.0, customer))]
+pub async fn issue_code_for(
+    db: &Db,
+    principal: Option<&Principal>,
+    org: OrgId,
+    customer: i64,
+    points: Fixed,
+    purpose: CodePurpose,
+    now: i64,
+) -> Result<IssuedCode, PointsError> {
     let mut tx = db.begin_write().await?;
     let configs = crate::transactions::store::configs(
         &mut tx,
@@ -427,9 +522,11 @@ pub async fn issue_code(
         .map(str::to_ascii_uppercase)
         .filter(|c| matches!(c.as_str(), "SMS" | "EMAIL" | "BOTH"))
         .unwrap_or_else(|| "SMS".into());
-    let live = store::latest_validation_code(&mut tx, org, customer).await?.filter(|row| {
-        row.expires_at > now && row.attempts < CODE_ATTEMPTS_MAX && row.points == points.0
-    });
+    let live = store::latest_validation_code(&mut tx, org, customer, purpose.as_str())
+        .await?
+        .filter(|row| {
+            row.expires_at > now && row.attempts < CODE_ATTEMPTS_MAX && row.points == points.0
+        });
     let issued = match live {
         Some(row) => {
             deliver_validation_code(
@@ -440,6 +537,7 @@ pub async fn issue_code(
                 &CodeToSend::Again(row.id),
                 &channel,
                 now,
+                purpose,
             )
             .await?;
             IssuedCode { id: row.id, expires_at: row.expires_at, resent: true, channel }
@@ -465,6 +563,7 @@ pub async fn issue_code(
                 &hash_code(&salt, &code),
                 now,
                 expires_at,
+                purpose.as_str(),
             )
             .await?;
             deliver_validation_code(
@@ -475,6 +574,7 @@ pub async fn issue_code(
                 &CodeToSend::New { id, code: &code },
                 &channel,
                 now,
+                purpose,
             )
             .await?;
             IssuedCode { id, expires_at, resent: false, channel }
@@ -503,6 +603,7 @@ pub enum CodeToSend<'a> {
 /// within the validity window resends the earlier message of that code. A message that cannot
 /// be queued (no address on file, opted out) is logged and leaves the code valid: the customer
 /// may ask again.
+#[allow(clippy::too_many_arguments)]
 pub async fn deliver_validation_code(
     tx: &mut crate::db::Tx,
     principal: Option<&Principal>,
@@ -511,6 +612,7 @@ pub async fn deliver_validation_code(
     code: &CodeToSend<'_>,
     channel: &str,
     now: i64,
+    purpose: CodePurpose,
 ) -> Result<(), DbError> {
     use crate::comms::{self, Channel, CommsError, Recipient, SendRequest, TemplateRef};
     let actor = principal
@@ -530,11 +632,9 @@ pub async fn deliver_validation_code(
         CodeToSend::New { code, .. } => {
             let mut last = Ok(());
             for &ch in channels {
-                let template = TemplateRef::Inline {
-                    subject: Some("Your points redemption code".into()),
-                    body: "Your validation code to redeem points is {code}. Do not share it."
-                        .into(),
-                };
+                let (subject, body) = purpose.message();
+                let template =
+                    TemplateRef::Inline { subject: Some(subject.into()), body: body.into() };
                 let mut request = SendRequest::new(
                     ch,
                     Recipient::Customer(crate::customers::model::CustomerId(customer)),
@@ -573,7 +673,7 @@ pub async fn deliver_validation_code(
             entity_type: "CUSTOMER",
             entity_id: customer,
             payload: serde_json::json!({"validationCodeId": id, "channel": channel, "resend": resend,
-                "messageId": message_id}),
+                "messageId": message_id, "purpose": purpose.as_str()}),
         },
     )
     .await?;
@@ -583,15 +683,28 @@ pub async fn deliver_validation_code(
 /// What a reversal gave back.
 #[derive(Clone, Debug)]
 pub struct Reversal {
+    /// The redemption as it was before this reversal.
     pub redemption: RedemptionRow,
+    pub reversal_id: i64,
+    /// Points of the redemption this reversal took care of (restored plus lapsed).
+    pub points: Fixed,
     pub restored: Fixed,
     /// Points of lots that expired since the redemption: not restored.
     pub lapsed: Fixed,
+    /// Points of the redemption still open to reversal after this one.
+    pub left: Fixed,
     pub balance: Fixed,
 }
 
-/// Reverses a redemption: exactly what it took goes back to the lots it came from (except
-/// lots that have expired since), once. `customer`, when given, must own the redemption.
+/// Audit actor of a principal, or the system.
+fn actor_of(principal: Option<&Principal>) -> crate::audit::AuditActor {
+    principal.map(crate::audit::AuditActor::from).unwrap_or_else(crate::audit::AuditActor::system)
+}
+
+/// Reverses `points` of a redemption (all that is left when None): what it took goes back to the
+/// lots it came from, the last-used lots first; the share of lots that have expired since is
+/// not restored. Several partial reversals add up to at most the redeemed points (814 after
+/// that). `customer`, when given, must own the redemption.
 #[tracing::instrument(skip_all, fields(org = org.0, redemption = id))]
 pub async fn reverse(
     db: &Db,
@@ -599,25 +712,88 @@ pub async fn reverse(
     org: OrgId,
     id: i64,
     customer: Option<i64>,
+    points: Option<Fixed>,
     now: i64,
 ) -> Result<Reversal, PointsError> {
+    if points.is_some_and(|p| !p.is_positive()) {
+        return Err(PointsError::InvalidPoints);
+    }
     let mut tx = db.begin_write().await?;
-    let row = store::get_redemption(&mut tx, org, id)
+    let first = store::get_redemption(&mut tx, org, id)
         .await?
         .filter(|r| customer.is_none_or(|c| c == r.customer_id))
         .ok_or(PointsError::RedemptionNotFound)?;
-    if row.reversed {
+    let till = principal.and_then(|p| p.till.map(|t| t.0));
+    let scope = Scope { org, customer: first.customer_id, program: first.program_id, till, now };
+    ledger::open_account(&mut tx, scope).await?;
+    ledger::expire_customer(&mut tx, scope).await?;
+    // Read again under the account lock: a reversal that committed meanwhile is seen now.
+    let row =
+        store::get_redemption(&mut tx, org, id).await?.ok_or(PointsError::RedemptionNotFound)?;
+    let left = row.points - row.reversal_claimed;
+    if left <= 0 {
         return Err(PointsError::AlreadyReversed);
     }
-    let scope = Scope { org, customer: row.customer_id, program: row.program_id, till: None, now };
-    ledger::open_account(&mut tx, scope).await?;
+    let wanted = points.map(|p| p.0).unwrap_or(left);
+    if wanted > left {
+        return Err(PointsError::MoreThanLeftToReverse { left: Fixed(left) });
+    }
+    let handled = super::store_ops::reversed_per_lot(&mut tx, org, id).await?;
     let reference = format!("redemption:{id}");
     let meta = EntryMeta { reference: &reference, ..EntryMeta::default() };
-    let restored = ledger::reverse_spend(&mut tx, scope, row.entry_id, meta).await?;
-    if !store::mark_reversed(&mut tx, org, id, restored.entry, restored.restored.0, now).await? {
+    let part =
+        ledger::reverse_spend_part(&mut tx, scope, row.entry_id, &handled, wanted, meta).await?;
+    let claimed = part.restored.0 + part.lapsed.0;
+    if claimed <= 0
+        || !super::store_ops::claim_reversal(
+            &mut tx,
+            org,
+            id,
+            claimed,
+            part.restored.0,
+            part.entry,
+            now,
+        )
+        .await?
+    {
         drop(tx); // rolls back
         return Err(PointsError::AlreadyReversed);
     }
+    let reversal_id = super::store_ops::insert_reversal(
+        &mut tx,
+        org,
+        &super::store_ops::NewReversal {
+            redemption_id: id,
+            customer_id: row.customer_id,
+            points: claimed,
+            restored: part.restored.0,
+            lapsed: part.lapsed.0,
+            entry_id: part.entry,
+            till_id: till,
+            created_at: now,
+        },
+    )
+    .await?;
+    for &(lot, restored, lapsed) in &part.lots {
+        super::store_ops::insert_reversal_lot(&mut tx, org, reversal_id, lot, restored, lapsed)
+            .await?;
+    }
+    let payload = serde_json::json!({"redemptionId": id, "reversalId": reversal_id,
+        "points": Fixed(claimed).to_f64(), "restored": part.restored.to_f64(),
+        "lapsed": part.lapsed.to_f64(), "left": Fixed(left - claimed).to_f64()});
+    crate::audit::record(
+        &mut tx,
+        org,
+        &actor_of(principal),
+        crate::audit::Change {
+            entity_type: "POINTS_REDEMPTION",
+            entity_id: id,
+            action: "REVERSE",
+            before: Some(serde_json::json!({"reversed": Fixed(row.reversal_claimed).to_f64()})),
+            after: Some(payload.clone()),
+        },
+    )
+    .await?;
     events::raise(
         &mut tx,
         org,
@@ -626,8 +802,7 @@ pub async fn reverse(
             event_type: "points.redemption_reversed",
             entity_type: "CUSTOMER",
             entity_id: row.customer_id,
-            payload: serde_json::json!({"redemptionId": id, "restored": restored.restored.to_f64(),
-                "lapsed": restored.lapsed.to_f64()}),
+            payload,
         },
     )
     .await?;
@@ -635,8 +810,92 @@ pub async fn reverse(
     tx.commit().await?;
     Ok(Reversal {
         redemption: row,
-        restored: restored.restored,
-        lapsed: restored.lapsed,
+        reversal_id,
+        points: Fixed(claimed),
+        restored: part.restored,
+        lapsed: part.lapsed,
+        left: Fixed(left - claimed),
         balance: Fixed(account.map(|a| a.current_points).unwrap_or(0)),
     })
+}
+
+/// The metadata an update may change (only what is given changes; points never do).
+#[derive(Clone, Debug, Default)]
+pub struct RedemptionUpdate {
+    pub bill_number: Option<String>,
+    pub bill_id: Option<i64>,
+    pub purpose: Option<String>,
+    /// Merged into the stored custom fields (a null value removes the field).
+    pub custom_fields: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Changes a redemption's bill number, bill id, purpose and custom fields; `customer` must own
+/// it. Audited.
+#[tracing::instrument(skip_all, fields(org = org.0, redemption = id))]
+pub async fn update_redemption(
+    db: &Db,
+    principal: Option<&Principal>,
+    org: OrgId,
+    id: i64,
+    customer: i64,
+    update: &RedemptionUpdate,
+    now: i64,
+) -> Result<RedemptionRow, PointsError> {
+    let mut tx = db.begin_write().await?;
+    let row = store::get_redemption(&mut tx, org, id)
+        .await?
+        .filter(|r| r.customer_id == customer)
+        .ok_or(PointsError::RedemptionNotFound)?;
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&row.custom_fields).unwrap_or_default();
+    for (name, value) in update.custom_fields.iter().flatten() {
+        if value.is_null() {
+            fields.remove(name);
+        } else {
+            fields.insert(name.clone(), value.clone());
+        }
+    }
+    let custom_fields = serde_json::Value::Object(fields).to_string();
+    let bill_number = update.bill_number.clone().unwrap_or_else(|| row.bill_number.clone());
+    let purpose = update.purpose.clone().unwrap_or_else(|| row.purpose.clone());
+    let meta = super::store_ops::RedemptionMeta {
+        bill_number: &bill_number,
+        bill_id: update.bill_id.or(row.bill_id),
+        purpose: &purpose,
+        custom_fields: &custom_fields,
+    };
+    super::store_ops::update_redemption_meta(&mut tx, org, id, &meta, now).await?;
+    let state = |bill: &str, bill_id: Option<i64>, purpose: &str, fields: &str| {
+        serde_json::json!({"billNumber": bill, "billId": bill_id, "purpose": purpose,
+            "customFields": serde_json::from_str::<serde_json::Value>(fields).unwrap_or_default()})
+    };
+    crate::audit::record(
+        &mut tx,
+        org,
+        &actor_of(principal),
+        crate::audit::Change {
+            entity_type: "POINTS_REDEMPTION",
+            entity_id: id,
+            action: "UPDATE",
+            before: Some(state(&row.bill_number, row.bill_id, &row.purpose, &row.custom_fields)),
+            after: Some(state(&bill_number, meta.bill_id, &purpose, &custom_fields)),
+        },
+    )
+    .await?;
+    events::raise(
+        &mut tx,
+        org,
+        principal,
+        NewEvent {
+            event_type: "points.redemption_updated",
+            entity_type: "CUSTOMER",
+            entity_id: row.customer_id,
+            payload: serde_json::json!({"redemptionId": id}),
+        },
+    )
+    .await?;
+    let updated =
+        store::get_redemption(&mut tx, org, id).await?.ok_or(PointsError::RedemptionNotFound)?;
+    tx.commit().await?;
+    Ok(updated)
 }

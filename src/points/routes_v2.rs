@@ -26,7 +26,7 @@ use crate::org::model::OrgId;
 const LEDGER_PAGE_MAX: i64 = 100;
 const BALANCE_PAGE_MAX: i64 = 10;
 
-fn number(value: Option<&Value>) -> Option<Decimal> {
+pub(crate) fn number(value: Option<&Value>) -> Option<Decimal> {
     match value? {
         Value::Number(n) => n.to_string().parse().ok(),
         Value::String(s) => s.trim().parse().ok(),
@@ -35,7 +35,11 @@ fn number(value: Option<&Value>) -> Option<Decimal> {
 }
 
 /// The customer `id` names in the caller's org (8015 otherwise).
-async fn customer_by_id(c: &mut impl Connection, org: OrgId, id: i64) -> Result<i64, ApiError> {
+pub(crate) async fn customer_by_id(
+    c: &mut impl Connection,
+    org: OrgId,
+    id: i64,
+) -> Result<i64, ApiError> {
     crate::customers::store::get_customer(c, org, CustomerId(id))
         .await?
         .map(|row| row.id)
@@ -136,10 +140,11 @@ pub struct ReverseBody {
     identifier: Option<ReverseIdentifier>,
 }
 
-/// `POST /v2/points/reverse` — gives back what a redemption took, to the lots it came from
-/// (lots expired since are not restored), once.
+/// `POST /v2/points/reverse` — gives back `pointsToBeReversed` (default: all that is left) of
+/// what a redemption took, to the lots it came from, the last-used first (the share of lots
+/// expired since is reported, not restored); partial reversals add up to the redemption.
 #[utoipa::path(post, path = "/v2/points/reverse", tag = "points", request_body = ReverseBody,
-    responses((status = 200, description = "Reversed"), (status = 400, description = "814 already reversed"), (status = 404, description = "813 not found")))]
+    responses((status = 200, description = "Reversed"), (status = 400, description = "801 bad or too many points, 814 nothing left to reverse"), (status = 404, description = "813 not found")))]
 pub async fn reverse(
     State(state): State<AppState>,
     principal: Principal,
@@ -165,22 +170,32 @@ pub async fn reverse(
         }
         _ => None,
     };
-    let reversal =
-        redemption::reverse(&state.db, Some(&principal), principal.org, id, customer, now_millis())
-            .await?;
-    if let Some(partial) = number(body.points_to_be_reversed.as_ref())
-        && Fixed::from_decimal(partial) != Some(Fixed(reversal.redemption.points))
-    {
-        tracing::warn!(
-            redemption = id,
-            "partial reversal asked: the whole redemption was reversed"
-        );
-    }
+    let points = match body.points_to_be_reversed.as_ref().filter(|v| !v.is_null()) {
+        Some(value) => {
+            Some(redemption::parse_points(number(Some(value)).ok_or(PointsError::InvalidPoints)?)?)
+        }
+        None => None,
+    };
+    let reversal = redemption::reverse(
+        &state.db,
+        Some(&principal),
+        principal.org,
+        id,
+        customer,
+        points,
+        now_millis(),
+    )
+    .await?;
     Ok(axum::Json(json!({
         "redemptionId": id,
+        "reversalId": reversal.reversal_id,
+        "customerId": reversal.redemption.customer_id,
+        "programId": reversal.redemption.program_id,
         "pointsRedeemed": Fixed(reversal.redemption.points).to_f64(),
+        "pointsToBeReversed": reversal.points.to_f64(),
         "pointsReversed": reversal.restored.to_f64(),
         "pointsExpired": reversal.lapsed.to_f64(),
+        "pointsLeftToReverse": reversal.left.to_f64(),
         "balance": reversal.balance.to_f64(),
         "warnings": [],
     }))

@@ -82,7 +82,7 @@ pub struct LotRow {
     pub expires_at: Option<i64>,
 }
 
-const LOT_COLUMNS: &str = "id, customer_id, program_id, kind, source, rule, transaction_id, \
+pub(crate) const LOT_COLUMNS: &str = "id, customer_id, program_id, kind, source, rule, transaction_id, \
     line_item_id, awarded, remaining, reversed, awarded_at, unlock_at, expires_at";
 
 /// A lot about to be created.
@@ -705,19 +705,22 @@ pub struct ValidationCodeRow {
 const CODE_COLUMNS: &str =
     "id, customer_id, points, salt, code_hash, attempts, used_at, created_at, expires_at";
 
-/// The customer's newest unused validation code, live or not.
+/// The customer's newest unused validation code for `purpose` (`REDEEM`, `TRANSFER`), live or
+/// not.
 pub async fn latest_validation_code(
     c: &mut impl Connection,
     org: OrgId,
     customer: i64,
+    purpose: &str,
 ) -> Result<Option<ValidationCodeRow>, DbError> {
     let sql = format!(
         "SELECT {CODE_COLUMNS} FROM points_validation_codes WHERE org_id = $1 \
-         AND customer_id = $2 AND used_at IS NULL ORDER BY id DESC LIMIT 1"
+         AND customer_id = $2 AND purpose = $3 AND used_at IS NULL ORDER BY id DESC LIMIT 1"
     );
     Ok(dispatch!(c, |e| sqlx::query_as::<_, ValidationCodeRow>(&sql)
         .bind(org.0)
         .bind(customer)
+        .bind(purpose)
         .fetch_optional(e)
         .await)?)
 }
@@ -733,10 +736,11 @@ pub async fn insert_validation_code(
     code_hash: &str,
     created_at: i64,
     expires_at: i64,
+    purpose: &str,
 ) -> Result<i64, DbError> {
     Ok(dispatch!(c, |e| sqlx::query_scalar(
         "INSERT INTO points_validation_codes (org_id, customer_id, points, salt, code_hash, \
-         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+         created_at, expires_at, purpose) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"
     )
     .bind(org.0)
     .bind(customer)
@@ -745,6 +749,7 @@ pub async fn insert_validation_code(
     .bind(code_hash)
     .bind(created_at)
     .bind(expires_at)
+    .bind(purpose)
     .fetch_one(e)
     .await)?)
 }
@@ -829,6 +834,13 @@ pub struct RedemptionRow {
     pub reversed_points: i64,
     pub reversed_at: Option<i64>,
     pub created_at: i64,
+    /// Points of the redemption that reversals have taken care of (restored plus lapsed).
+    pub reversal_claimed: i64,
+    pub bill_id: Option<i64>,
+    pub purpose: String,
+    /// JSON object of custom field names and values.
+    pub custom_fields: String,
+    pub updated_at: Option<i64>,
 }
 
 /// A redemption about to be stored.
@@ -880,7 +892,8 @@ pub async fn get_redemption(
 ) -> Result<Option<RedemptionRow>, DbError> {
     Ok(dispatch!(c, |e| sqlx::query_as::<_, RedemptionRow>(
         "SELECT id, customer_id, program_id, points, bill_number, external_reference, notes, \
-         till_id, validation, entry_id, reversed, reversed_points, reversed_at, created_at \
+         till_id, validation, entry_id, reversed, reversed_points, reversed_at, created_at, \
+         reversal_claimed, bill_id, purpose, custom_fields, updated_at \
          FROM points_redemptions WHERE org_id = $1 AND id = $2"
     )
     .bind(org.0)

@@ -302,6 +302,32 @@ impl CompiledProgram {
         outcome
     }
 
+    /// The raw (unrounded) points of earn rule number `number` (1-based, document order) over
+    /// `bill` and `customer`, ignoring the rule's `when`: the manual issue API applies a rule as a
+    /// strategy by hand. None when there is no such `transaction` rule.
+    pub fn strategy_points(
+        &self,
+        number: usize,
+        bill: &BillFacts,
+        customer: &CustomerFacts,
+    ) -> Option<Result<Decimal, String>> {
+        let rule =
+            self.rules.get(number.checked_sub(1)?).filter(|r| r.on == EarnTrigger::Transaction)?;
+        let (customer_value, bill_value) = match (expr::to_cel(customer), expr::to_cel(bill)) {
+            (Ok(c), Ok(b)) => (c, b),
+            (Err(e), _) | (_, Err(e)) => return Some(Err(e.to_string())),
+        };
+        let facts = Facts { bill: Some(&bill_value), item: None, customer: &customer_value };
+        Some(match rule.points.execute(&self.env, &facts) {
+            Ok(value) => match number_to_decimal(&value) {
+                Ok(raw) if raw < Decimal::ZERO => Err("negative points".into()),
+                Ok(raw) => Ok(raw),
+                Err(reason) => Err(format!("points: {reason}")),
+            },
+            Err(e) => Err(format!("points: {e}")),
+        })
+    }
+
     /// Rounds raw points per `rounding` (decimals, and floor / half-up / ceil).
     pub fn round_points(&self, raw: Decimal) -> Decimal {
         let strategy = match self.doc.rounding.mode {
@@ -537,6 +563,15 @@ fn validate(doc: &ProgramDoc) -> Result<Option<NaiveDate>, ProgramError> {
     }
     if r.point_value <= Decimal::ZERO {
         return Err(ProgramError::invalid("redemption.pointValue", "must be greater than 0"));
+    }
+    if r.min_lifetime_points.is_some_and(|m| m < Decimal::ZERO) {
+        return Err(ProgramError::invalid("redemption.minLifetimePoints", "must not be negative"));
+    }
+    if r.min_lifetime_purchases.is_some_and(|m| m < Decimal::ZERO) {
+        return Err(ProgramError::invalid(
+            "redemption.minLifetimePurchases",
+            "must not be negative",
+        ));
     }
     if doc.rounding.points_decimals > POINTS_DECIMALS_MAX {
         return Err(ProgramError::invalid(

@@ -160,6 +160,20 @@ pub struct RedemptionDoc {
     pub point_value: Decimal,
     #[serde(default)]
     pub validation_code: ValidationCodeMode,
+    /// Lifetime points a customer needs before redeeming (805 below).
+    #[serde(
+        default,
+        with = "rust_decimal::serde::float_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_lifetime_points: Option<Decimal>,
+    /// Lifetime purchases a customer needs before redeeming (806 below).
+    #[serde(
+        default,
+        with = "rust_decimal::serde::float_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_lifetime_purchases: Option<Decimal>,
 }
 
 impl Default for RedemptionDoc {
@@ -170,6 +184,8 @@ impl Default for RedemptionDoc {
             max_per_bill: None,
             point_value: Decimal::ONE,
             validation_code: ValidationCodeMode::Optional,
+            min_lifetime_points: None,
+            min_lifetime_purchases: None,
         }
     }
 }

@@ -798,6 +798,30 @@ async fn evaluate(
                 rules: Vec::new(),
             });
         }
+        // Points issued by hand against the sale are revoked wholly by any return of it.
+        if ctx.settings.points_return_enabled {
+            let revoked = crate::points::adjust::revoke_for_return(
+                c,
+                programs,
+                org,
+                parent.id,
+                txn.id,
+                txn.till_id,
+                ctx.now,
+            )
+            .await?;
+            for (program_id, points) in revoked.into_iter().filter(|(_, p)| p.is_positive()) {
+                net = net - points;
+                side_effects.push(SideEffect::Points {
+                    program_id,
+                    points: -points,
+                    awarded_at: ctx.now,
+                    expires_at: None,
+                    promised: false,
+                    rules: Vec::new(),
+                });
+            }
+        }
         points_store::add_purchases(c, org, customer, program.id.0, -plan.amount.0, 0).await?;
     }
 
@@ -938,6 +962,8 @@ async fn reverse_points(
         .await?
         .into_iter()
         .filter(|l| l.customer_id == scope.customer && l.program_id == scope.program)
+        // Manual allocations linked to the sale are revoked whole by their own hook.
+        .filter(|l| l.source != crate::points::adjust::MANUAL_SOURCE)
         .collect();
     let full = plan.return_type == ReturnType::Full || plan.state_after == "FULL";
     let mut wanted = Vec::new();

@@ -22,6 +22,8 @@ mod migrations;
 mod ops;
 mod org;
 mod points;
+mod points_ops;
+mod points_ops_transfers;
 mod programs;
 mod rejections;
 mod staff;
