@@ -109,6 +109,11 @@ pub enum Code {
     TemplateUpdateFailed,
     InvalidEmailId,
     MessageNotFound,
+    LoyaltyProgramNotEnrolled,
+    InvalidTierName,
+    InvalidTierAction,
+    InvalidTierValidity,
+    UnknownAlternateCurrency,
 }
 
 /// One row of the error table.
@@ -121,7 +126,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 97] = [
+    pub const ALL: [Code; 102] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -219,6 +224,11 @@ impl Code {
         Code::TemplateUpdateFailed,
         Code::InvalidEmailId,
         Code::MessageNotFound,
+        Code::LoyaltyProgramNotEnrolled,
+        Code::InvalidTierName,
+        Code::InvalidTierAction,
+        Code::InvalidTierValidity,
+        Code::UnknownAlternateCurrency,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -499,6 +509,22 @@ impl Code {
             Code::InvalidEmailId => (4208, 400, "InvalidEmailId", "Invalid email id"),
             Code::MessageNotFound => {
                 (4223, 404, "MessageNotFound", "Message not found for the org and messageId")
+            }
+            Code::LoyaltyProgramNotEnrolled => (
+                8089,
+                400,
+                "LoyaltyProgramNotEnrolled",
+                "Customer not registered for the Loyalty Program",
+            ),
+            Code::InvalidTierName => (1102, 400, "InvalidTierName", "Invalid tier (slab) name"),
+            Code::InvalidTierAction => {
+                (1103, 400, "InvalidTierAction", "Tier change not allowed for the current tier")
+            }
+            Code::InvalidTierValidity => {
+                (1104, 400, "InvalidTierValidity", "Invalid tier validity")
+            }
+            Code::UnknownAlternateCurrency => {
+                (1105, 400, "UnknownAlternateCurrency", "Unknown alternate currency")
             }
         };
         CodeInfo { code, http, name, message }

@@ -20,6 +20,8 @@
 //! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
 //! - [`points`]: fixed-point amounts, the ledger of lots and entries, and balances.
+//! - [`loyalty`]: the customer loyalty views (details, tiers and gaps, events, trackers) and
+//!   manual tier adjustment.
 //! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates, the
 //!   compiled-program cache and the `/x/perks/v1/programs` admin API.
 //! - [`transactions`]: bills, returns and exchanges, their loyalty evaluation, and their APIs.
@@ -45,6 +47,7 @@ pub mod http;
 pub mod idempotency;
 pub mod jobs;
 pub mod labels;
+pub mod loyalty;
 pub mod ops;
 pub mod org;
 pub mod points;

@@ -450,13 +450,13 @@ fn number_to_decimal(value: &Value) -> Result<Decimal, String> {
 }
 
 /// The local calendar date of an instant.
-fn local_date(millis: i64, tz: Tz) -> Option<NaiveDate> {
+pub fn local_date(millis: i64, tz: Tz) -> Option<NaiveDate> {
     let utc = DateTime::<Utc>::from_timestamp_millis(millis)?;
     Some(utc.with_timezone(&tz).date_naive())
 }
 
 /// The first instant of local day `day` (its midnight, or the first existing time after a gap).
-fn start_of_day(day: NaiveDate, tz: Tz) -> Option<i64> {
+pub fn start_of_day(day: NaiveDate, tz: Tz) -> Option<i64> {
     let midnight = day.and_hms_opt(0, 0, 0)?;
     // A DST gap at midnight: the day starts at the first local time that exists (within 24 h).
     for quarter in 0..96 {
@@ -469,7 +469,7 @@ fn start_of_day(day: NaiveDate, tz: Tz) -> Option<i64> {
 }
 
 /// The last millisecond of local day `day`: the next local midnight minus 1 ms.
-fn end_of_day(day: NaiveDate, tz: Tz) -> Option<i64> {
+pub fn end_of_day(day: NaiveDate, tz: Tz) -> Option<i64> {
     start_of_day(day.succ_opt()?, tz).map(|next| next - 1)
 }
 

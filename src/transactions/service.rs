@@ -1036,8 +1036,26 @@ pub async fn upgrade_tier(
     else {
         return Ok(None);
     };
+    // A tier set by hand stands until its hold ends, unless it asked to be re-assessed at the
+    // next activity: then the metrics decide, downwards too, and the hold ends.
+    let hold =
+        crate::loyalty::store::tier_hold(c, scope.org, scope.customer, scope.program).await?;
+    let reassess = match &hold {
+        Some(h) if !h.reassess && h.held_until.is_none_or(|until| until > scope.now) => {
+            return Ok(None);
+        }
+        Some(h) => {
+            crate::loyalty::store::delete_tier_hold(c, scope.org, scope.customer, scope.program)
+                .await?;
+            h.reassess
+        }
+        None => false,
+    };
     let metrics = tier_metrics(c, program, scope, tz, &account).await?;
     let target = program.qualifying_tier(&metrics);
+    if reassess && target < account.tier_number {
+        return reassess_down(c, program, scope, tz, &account, target, transaction).await.map(Some);
+    }
     if target <= account.tier_number {
         return Ok(None);
     }
@@ -1070,6 +1088,48 @@ pub async fn upgrade_tier(
         to: program.tier_name(target).to_string(),
         expires_at,
     }))
+}
+
+/// Moves a manually set tier down to the one the metrics qualify for, when the adjustment asked
+/// for re-assessment at the next activity.
+async fn reassess_down(
+    c: &mut impl Connection,
+    program: &CompiledProgram,
+    scope: Scope,
+    tz: Tz,
+    account: &points_store::AccountRow,
+    target: i32,
+    transaction: Option<i64>,
+) -> Result<SideEffect, TransactionError> {
+    let expires_at = if target > 1 { program.tier_expiry(scope.now, tz) } else { None };
+    points_store::set_tier(
+        c,
+        scope.org,
+        scope.customer,
+        scope.program,
+        target,
+        scope.now,
+        expires_at,
+    )
+    .await?;
+    record_tier_change(
+        c,
+        program,
+        scope,
+        "DOWNGRADE",
+        account.tier_number,
+        target,
+        transaction,
+        expires_at,
+    )
+    .await?;
+    Ok(SideEffect::Tier {
+        program_id: scope.program,
+        change_type: "DOWNGRADE",
+        from: program.tier_name(account.tier_number).to_string(),
+        to: program.tier_name(target).to_string(),
+        expires_at,
+    })
 }
 
 /// Records a tier move and raises its event.
@@ -1489,6 +1549,8 @@ async fn end_tier_period(
     current: &points_store::AccountRow,
     ended_at: i64,
 ) -> Result<(), TransactionError> {
+    // A manual tier's hold ends with its period: from now on the program's rules apply.
+    crate::loyalty::store::delete_tier_hold(tx, scope.org, scope.customer, scope.program).await?;
     // The period that ended is measured, not the rolling window before `now`.
     let metrics = period_metrics(tx, scope, current, ended_at).await?;
     let tier = current.tier_number;

@@ -17,6 +17,7 @@ mod images;
 mod labels;
 mod ledger_props;
 mod loyalty;
+mod loyalty_views;
 mod migrations;
 mod ops;
 mod org;
