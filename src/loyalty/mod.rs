@@ -1,6 +1,7 @@
 //! Customer loyalty views (loyalty details, tier details with the gaps to upgrade and renew,
 //! loyalty events, trackers) read from the ledger's projection, and manual tier adjustment.
 
+pub mod embeds;
 pub mod model;
 pub mod routes;
 pub mod service;

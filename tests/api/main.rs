@@ -9,6 +9,7 @@ mod behavioral;
 mod cli;
 mod comms;
 mod customers;
+mod customers_embeds;
 mod customers_v1;
 mod envelopes;
 mod fields;
