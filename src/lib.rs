@@ -20,6 +20,8 @@
 //! - [`idempotency`]: `Idempotency-Key` replay for POST/PUT/PATCH.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
 //! - [`points`]: fixed-point amounts, the ledger of lots and entries, and balances.
+//! - [`currencies`]: alternate currencies ("stars"), their admin API and redemption; each is a
+//!   dimension of the points ledger.
 //! - [`loyalty`]: the customer loyalty views (details, tiers and gaps, events, trackers) and
 //!   manual tier adjustment.
 //! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates, the
@@ -38,6 +40,7 @@ pub mod behavioral;
 pub mod cli;
 pub mod comms;
 pub mod config;
+pub mod currencies;
 pub mod customers;
 pub mod db;
 pub mod error;

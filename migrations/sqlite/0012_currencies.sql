@@ -60,3 +60,7 @@ CREATE TABLE currency_balances (
     PRIMARY KEY (customer_id, program_id, currency_id)
 );
 CREATE INDEX currency_balances_org ON currency_balances (org_id, customer_id);
+
+-- A redemption of an alternate currency is a redemption row of that currency (0: points), so
+-- that reversal gives it back exactly once like any other.
+ALTER TABLE points_redemptions ADD COLUMN currency_id BIGINT NOT NULL DEFAULT 0;

@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::webhooks::router())
         .merge(crate::points::router())
         .merge(crate::loyalty::router())
+        .merge(crate::currencies::router())
         .merge(crate::comms::router())
         .merge(crate::audit::router())
         .route_layer(from_fn(envelope::render_envelopes))

@@ -15,8 +15,14 @@ use crate::programs::cache::ProgramCache;
 use crate::programs::model::ExpiryKind;
 
 /// The embeds this module answers, in the lower case they are matched in.
-const LOYALTY_EMBEDS: [&str; 5] =
-    ["gapdetails", "expiryschedules", "expiredpoints", "promotionalpoints", "usergroup"];
+const LOYALTY_EMBEDS: [&str; 6] = [
+    "gapdetails",
+    "expiryschedules",
+    "expiredpoints",
+    "promotionalpoints",
+    "usergroup",
+    "alternatecurrencies",
+];
 
 /// Capillary's `pointsType` of a lot's award source.
 pub fn points_type(source: &str) -> String {
@@ -70,7 +76,12 @@ pub async fn extend_customer(
         body["gapDetails"] = Value::Array(gaps);
     }
     if has("expiryschedules") {
-        body["expirySchedules"] = expiry_schedules(c, org, customer, &states, tz, now).await?;
+        let groups = store::expiry_groups(c, org, customer, now).await?;
+        body["expirySchedules"] = expiry_schedules(&groups, 0, &states, None, tz);
+    }
+    if has("alternatecurrencies") {
+        body["alternateCurrencies"] =
+            Value::Array(alternate_currencies(c, org, customer, &states, tz, now).await?);
     }
     if has("expiredpoints") {
         body["expiredPoints"] = Value::Array(
@@ -107,15 +118,13 @@ pub async fn extend_customer(
 
 /// The customer's points still to expire, per program, points type, expiry type and org-local
 /// day, soonest first (the `expirySchedules` shape of Get Points Expiry Schedule).
-pub async fn expiry_schedules(
-    c: &mut impl Connection,
-    org: OrgId,
-    customer: i64,
+pub fn expiry_schedules(
+    groups: &[store::ExpiryGroup],
+    currency: i64,
     states: &[ProgramState],
+    expiry_kind: Option<&'static str>,
     tz: Tz,
-    now: i64,
-) -> Result<Value, LoyaltyError> {
-    let groups = store::expiry_groups(c, org, customer, now).await?;
+) -> Value {
     // Lots of one day (and kind) are one schedule row, whatever instant of it they lapse at.
     struct Row {
         program_id: i64,
@@ -125,7 +134,7 @@ pub async fn expiry_schedules(
         points: i64,
     }
     let mut rows: Vec<Row> = Vec::new();
-    for g in groups.iter().filter(|g| g.currency_id == 0) {
+    for g in groups.iter().filter(|g| g.currency_id == currency) {
         let points_type = points_type(&g.source);
         let day = local_day(g.expires_at, tz);
         match rows
@@ -145,14 +154,58 @@ pub async fn expiry_schedules(
     let rows: Vec<Value> = rows
         .into_iter()
         .map(|r| {
-            let kind =
-                states.iter().find(|s| s.id() == r.program_id).map(expiry_type).unwrap_or("fixed");
+            let kind = expiry_kind.unwrap_or_else(|| {
+                states.iter().find(|s| s.id() == r.program_id).map(expiry_type).unwrap_or("fixed")
+            });
             json!({"points": Fixed(r.points).to_f64(), "expiryDate": r.day,
                 "expiryDateISO": iso(r.expires_at), "programId": r.program_id,
                 "pointsType": r.points_type, "expiryType": kind})
         })
         .collect();
-    Ok(Value::Array(rows))
+    Value::Array(rows)
+}
+
+/// The customer's alternate-currency balances, one entry per program and currency held, each
+/// with its own expiry schedule (`alternateCurrencies`).
+pub async fn alternate_currencies(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: i64,
+    states: &[ProgramState],
+    tz: Tz,
+    now: i64,
+) -> Result<Vec<Value>, LoyaltyError> {
+    let balances =
+        crate::points::store_currency::currency_balances_of_customer(c, org, customer).await?;
+    if balances.is_empty() {
+        return Ok(Vec::new());
+    }
+    let currencies = crate::currencies::store::list_currencies(c, org).await?;
+    let groups = store::expiry_groups(c, org, customer, now).await?;
+    let points = |v: i64| Fixed(v).to_f64();
+    Ok(balances
+        .iter()
+        .map(|b| {
+            let currency = currencies.iter().find(|r| r.id == b.currency_id);
+            let name = currency.map(|r| r.name.clone());
+            // A currency with its own expiry rule says its kind; else the program's applies.
+            let kind = currency.and_then(|r| r.expiry_doc()).map(|e| match e.kind {
+                ExpiryKind::Rolling => "rolling",
+                _ => "fixed",
+            });
+            let program = states.iter().find(|s| s.id() == b.program_id);
+            let in_program: Vec<ProgramState> = program.into_iter().cloned().collect();
+            json!({"programId": b.program_id,
+                "programName": program.map(|p| p.program.doc.name.clone()),
+                "alternateCurrencyId": b.currency_id, "alternateCurrencyName": name,
+                "mainPoints": points(b.current_points), "promisedPoints": points(b.promised_points),
+                "totalPoints": points(b.current_points + b.promised_points),
+                "lifetimePoints": points(b.lifetime_points), "redeemed": points(b.redeemed_points),
+                "expired": points(b.expired_points), "returned": points(b.returned_points),
+                "adjusted": points(b.adjusted_points),
+                "expirySchedules": expiry_schedules(&groups, b.currency_id, &in_program, kind, tz)})
+        })
+        .collect())
 }
 
 /// The v1.1 `customer/get` points summary of every program (`points_summaries.points_summary[]`,

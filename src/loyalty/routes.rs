@@ -93,10 +93,15 @@ async fn loyalty_details_of(
     let selection = q.program_id.map(ProgramSelection::One).unwrap_or(ProgramSelection::All);
     let chosen = service::select(&states, selection, LoyaltyError::NotEnrolled)?;
     let tz = service::org_zone(&mut conn, org).await?;
+    let currencies =
+        super::embeds::alternate_currencies(&mut conn, org, customer, &states, tz, now).await?;
     let mut data = Vec::with_capacity(chosen.len());
     for s in chosen {
         let view = service::tier_view(&mut conn, org, s, tz, now).await?;
-        data.push(service::loyalty_details_json(s, &view));
+        let mut item = service::loyalty_details_json(s, &view);
+        item["alternateCurrencies"] =
+            Value::Array(currencies.iter().filter(|c| c["programId"] == s.id()).cloned().collect());
+        data.push(item);
     }
     Ok(axum::Json(json!({"data": data, "warnings": [], "errors": []})).into_response())
 }
@@ -313,6 +318,16 @@ pub async fn trackers(
     let mut data = Vec::new();
     for s in &states {
         data.extend(service::trackers(&mut conn, org, s, tz, now).await?);
+    }
+    // Each alternate currency held is tracked by what it has earned in its program.
+    let currencies =
+        super::embeds::alternate_currencies(&mut conn, org, customer, &states, tz, now).await?;
+    for c in currencies {
+        let id = c["alternateCurrencyId"].as_i64().unwrap_or(0);
+        data.push(json!({"id": id, "name": c["alternateCurrencyName"], "conditionId": id,
+            "type": "ALTERNATE_CURRENCIES", "value": c["lifetimePoints"], "updatedOn": Value::Null,
+            "conditionName": "", "periodStartDate": Value::Null, "periodEndDate": Value::Null,
+            "programId": c["programId"]}));
     }
     Ok(axum::Json(json!({"pagination": {}, "data": data, "warnings": [], "errors": []}))
         .into_response())

@@ -129,11 +129,15 @@ const EVENTS_SQL: &str = "\
         FROM transactions t WHERE t.org_id = $1 AND t.customer_id = $2 \
         AND t.type IN ('REGULAR', 'MIXED', 'RETURN') \
     UNION ALL \
-    SELECT 'RED', r.id, 'PointsRedemption', 'REDEEM', r.created_at, 'SUCCESS', -r.points \
+    SELECT 'RED', r.id, CASE WHEN r.currency_id = 0 THEN 'PointsRedemption' \
+            ELSE 'AlternateCurrencyRedemption' END, 'REDEEM', r.created_at, 'SUCCESS', \
+        CASE WHEN r.currency_id = 0 THEN -r.points ELSE 0 END \
         FROM points_redemptions r WHERE r.org_id = $1 AND r.customer_id = $2 \
     UNION ALL \
-    SELECT 'REV', r.id, 'PointsRedemptionReversal', 'REDEEM', r.reversed_at, 'SUCCESS', \
-        r.reversed_points FROM points_redemptions r WHERE r.org_id = $1 AND r.customer_id = $2 \
+    SELECT 'REV', r.id, CASE WHEN r.currency_id = 0 THEN 'PointsRedemptionReversal' \
+            ELSE 'AlternateCurrencyRedemptionReversal' END, 'REDEEM', r.reversed_at, 'SUCCESS', \
+        CASE WHEN r.currency_id = 0 THEN r.reversed_points ELSE 0 END \
+        FROM points_redemptions r WHERE r.org_id = $1 AND r.customer_id = $2 \
         AND r.reversed_at IS NOT NULL \
     UNION ALL \
     SELECT 'LED', MIN(e.id), CASE e.kind WHEN 'EXPIRE' THEN 'PointsExpiry' \

@@ -113,6 +113,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::webhooks::ApiDoc::openapi());
     doc.merge(crate::points::ApiDoc::openapi());
     doc.merge(crate::loyalty::ApiDoc::openapi());
+    doc.merge(crate::currencies::ApiDoc::openapi());
     doc.merge(crate::comms::ApiDoc::openapi());
     doc.merge(crate::audit::ApiDoc::openapi());
     doc

@@ -9,6 +9,7 @@ pub mod routes_v1;
 pub mod routes_v2;
 pub mod service;
 pub mod store;
+pub mod store_currency;
 
 use axum::Router;
 use axum::routing::{get, post};

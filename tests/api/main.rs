@@ -8,6 +8,7 @@ mod auth;
 mod behavioral;
 mod cli;
 mod comms;
+mod currencies;
 mod customers;
 mod customers_embeds;
 mod customers_v1;
