@@ -64,3 +64,14 @@ CREATE INDEX currency_balances_org ON currency_balances (org_id, customer_id);
 -- A redemption of an alternate currency is a redemption row of that currency (0: points), so
 -- that reversal gives it back exactly once like any other.
 ALTER TABLE points_redemptions ADD COLUMN currency_id BIGINT NOT NULL DEFAULT 0;
+
+-- Dual eligibility: with the org config on, several customers may share a secondary identifier
+-- (any but the org's primary one) in a source account; such rows are `shared`. Identifiers that
+-- are not shared stay unique within their source account, and a customer holds a value once.
+ALTER TABLE customer_identifiers ADD COLUMN shared BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE customer_identifiers
+    DROP CONSTRAINT customer_identifiers_org_id_source_account_id_type_value_key;
+CREATE UNIQUE INDEX customer_identifiers_unique
+    ON customer_identifiers (org_id, source, account_id, type, value) WHERE shared = FALSE;
+CREATE UNIQUE INDEX customer_identifiers_holder
+    ON customer_identifiers (org_id, source, account_id, type, value, customer_id);

@@ -64,3 +64,29 @@ CREATE INDEX currency_balances_org ON currency_balances (org_id, customer_id);
 -- A redemption of an alternate currency is a redemption row of that currency (0: points), so
 -- that reversal gives it back exactly once like any other.
 ALTER TABLE points_redemptions ADD COLUMN currency_id BIGINT NOT NULL DEFAULT 0;
+
+-- Dual eligibility: with the org config on, several customers may share a secondary identifier
+-- (any but the org's primary one) in a source account; such rows are `shared`. Identifiers that
+-- are not shared stay unique within their source account, and a customer holds a value once.
+-- SQLite cannot drop a table constraint, so the table is rebuilt with the same rows and ids.
+CREATE TABLE customer_identifiers_rebuilt (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    org_id      BIGINT NOT NULL REFERENCES orgs (id),
+    customer_id BIGINT NOT NULL REFERENCES customers (id),
+    source      TEXT NOT NULL,
+    account_id  TEXT NOT NULL DEFAULT '',
+    type        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    shared      BOOLEAN NOT NULL DEFAULT FALSE
+);
+INSERT INTO customer_identifiers_rebuilt (id, org_id, customer_id, source, account_id, type, value, created_at)
+    SELECT id, org_id, customer_id, source, account_id, type, value, created_at FROM customer_identifiers;
+DROP TABLE customer_identifiers;
+ALTER TABLE customer_identifiers_rebuilt RENAME TO customer_identifiers;
+CREATE UNIQUE INDEX customer_identifiers_unique
+    ON customer_identifiers (org_id, source, account_id, type, value) WHERE shared = FALSE;
+CREATE UNIQUE INDEX customer_identifiers_holder
+    ON customer_identifiers (org_id, source, account_id, type, value, customer_id);
+CREATE INDEX customer_identifiers_lookup ON customer_identifiers (org_id, type, value);
+CREATE INDEX customer_identifiers_customer ON customer_identifiers (customer_id);

@@ -1,19 +1,24 @@
 //! The loyalty embeds of the customer reads (`gapDetails`, `expirySchedules`, `expiredPoints`,
 //! `promotionalPoints`, `userGroup`, `alternateCurrencies`) on `GET /v2/customers/{id}` and the
 //! lookup form, the org-local expiry day they show, and the v1.1 `customer/get` points
-//! summaries; all agree with the balance endpoint.
+//! summaries; all agree with the balance endpoint. Dual eligibility: customers sharing
+//! secondary identifiers, found by the primary one (also in multi-identifier lookups), and
+//! registered concurrently.
 
 use chrono::{Datelike, NaiveDate, TimeZone};
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, TestResponse};
 use crate::transactions::{add_customer, set_program};
 
 backend_tests!(
     loyalty_embeds_on_get_and_lookup,
     expiry_schedules_show_the_org_local_month_end,
     v1_customer_get_lists_points_summaries,
+    dual_eligibility_shares_secondary_identifiers,
+    dual_eligibility_follows_the_configured_primary_identifier,
+    concurrent_registrations_under_dual_eligibility,
 );
 
 fn program(extra: Value) -> Value {
@@ -188,4 +193,225 @@ async fn v1_customer_get_lists_points_summaries(backend: Backend) {
     let items = r.json()["response"]["customers"]["customer"].clone();
     assert_eq!(items[1]["item_status"]["code"], 1012, "{items}");
     assert!(items[1].get("points_summaries").is_none());
+}
+
+async fn set_config(app: &TestApp, key: &str, value: &str) {
+    let config = json!({"keyName": key, "value": value});
+    app.post_json("/v2/organization/configs", &app.admin(), &config).await.assert_status(200);
+}
+
+async fn register(app: &TestApp, identifiers: Value) -> TestResponse {
+    let body = json!({"profiles": [{"firstName": "Ana", "identifiers": identifiers}]});
+    app.post_json("/v2/customers", &app.basic(), &body).await
+}
+
+async fn registered(app: &TestApp, identifiers: Value) -> i64 {
+    let r = register(app, identifiers).await;
+    r.assert_status(200);
+    r.json()["createdId"].as_i64().unwrap_or_else(|| panic!("{}", r.body))
+}
+
+async fn lookup(app: &TestApp, names: &str, values: &str) -> TestResponse {
+    app.get(
+        &format!(
+            "/v2/customers/lookup?source=INSTORE&identifierName={names}&identifierValue={values}"
+        ),
+        &app.basic(),
+    )
+    .await
+}
+
+async fn dual_eligibility_shares_secondary_identifiers(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let (m1, m2, email) = ("919845500001", "919845500002", "family@example.com");
+    // Without dual eligibility, a second registration with the same email is the same customer.
+    let a = registered(
+        &app,
+        json!([{"type": "mobile", "value": m1}, {"type": "email", "value": email}]),
+    )
+    .await;
+    let r =
+        register(&app, json!([{"type": "mobile", "value": m2}, {"type": "email", "value": email}]))
+            .await;
+    assert_eq!(r.json()["createdId"], a, "{}", r.body);
+
+    set_config(&app, "CONF_DUAL_ELIGIBILITY_ENABLED", "true").await;
+    let b = registered(
+        &app,
+        json!([{"type": "mobile", "value": m2}, {"type": "email", "value": email},
+        {"type": "externalId", "value": "HOUSE-1"}]),
+    )
+    .await;
+    assert_ne!(a, b, "a shared email no longer makes them one customer");
+    let c = registered(&app, json!([{"type": "mobile", "value": "919845500003"}, {"type": "externalId", "value": "HOUSE-1"}])).await;
+    assert_ne!(b, c);
+    // The primary identifier (mobile) still names one customer: registering it again updates.
+    let r = register(
+        &app,
+        json!([{"type": "mobile", "value": m1}, {"type": "email", "value": "new@example.com"}]),
+    )
+    .await;
+    assert_eq!(r.json()["createdId"], a);
+    assert_eq!(r.json()["warnings"][0]["code"], 1014);
+    // A registration without the primary identifier is refused.
+    let r = register(&app, json!([{"type": "email", "value": "alone@example.com"}])).await;
+    assert_eq!(r.v2_error_code(), 1007, "{}", r.body);
+
+    // Lookups: the primary identifier decides; a secondary one alone finds no one (8015).
+    assert_eq!(lookup(&app, "mobile", m2).await.json()["id"], b);
+    assert_eq!(lookup(&app, "email", email).await.v2_error_code(), 8015);
+    assert_eq!(lookup(&app, "externalId", "HOUSE-1").await.v2_error_code(), 8015);
+    assert_eq!(lookup(&app, "email,mobile", &format!("{email},{m2}")).await.json()["id"], b);
+    assert_eq!(lookup(&app, "mobile,email", &format!("{m1},{email}")).await.json()["id"], a);
+    assert_eq!(
+        lookup(&app, "email,externalId", &format!("{email},HOUSE-1")).await.v2_error_code(),
+        8015
+    );
+    assert_eq!(lookup(&app, "email,mobile", email).await.v2_error_code(), 8013);
+    // The lookup family follows (tier details as in the docs' example, a bill by identifiers).
+    let tier = app
+        .get(
+            &format!("/v2/customers/lookup/tierDetails?source=INSTORE&identifierName=email,mobile&identifierValue={email},{m2}"),
+            &app.basic(),
+        )
+        .await;
+    assert_eq!(tier.json()["entityId"], b, "{}", tier.body);
+    let bill = json!({"type": "REGULAR", "billNumber": "D-1", "billAmount": 100});
+    let r = app
+        .post_json(
+            &format!(
+                "/v2/transactions?identifierName=email&identifierValue={email}&source=INSTORE"
+            ),
+            &app.basic(),
+            &bill,
+        )
+        .await;
+    assert_eq!(r.v2_error_code(), 8015, "{}", r.body);
+    app.post_json(
+        &format!("/v2/transactions?identifierName=email,mobile&identifierValue={email},{m2}&source=INSTORE"),
+        &app.basic(),
+        &bill,
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(main_points(&app, b).await, 10.0);
+    assert_eq!(main_points(&app, a).await, 0.0);
+
+    // Identifier changes: a secondary value may be shared, the primary may not, and must stay.
+    let change = |body: Value, id: i64| {
+        let app = &app;
+        async move {
+            app.post_json(
+                &format!("/v2/customers/{id}/changeIdentifier?source=INSTORE"),
+                &app.basic(),
+                &body,
+            )
+            .await
+        }
+    };
+    change(json!({"add": [{"type": "email", "value": email}]}), c).await.assert_status(200);
+    let r = change(json!({"add": [{"type": "mobile", "value": m1}]}), c).await;
+    assert_eq!(r.v2_error_code(), 1014, "{}", r.body);
+    let r = change(json!({"remove": [{"type": "mobile", "value": m2}]}), b).await;
+    assert_eq!(r.v2_error_code(), 1007, "{}", r.body);
+    let again = change(json!({"add": [{"type": "email", "value": email}]}), c).await;
+    assert_eq!(again.json()["warnings"][0]["code"], 1014, "{}", again.body);
+
+    // INSTORE comm channels stay editable.
+    let update = json!({"profiles": [{"commChannels": [{"type": "email", "value": "b.only@example.com", "primary": true, "verified": true}]}]});
+    app.put_json(&format!("/v2/customers/{b}?source=INSTORE"), &app.basic(), &update)
+        .await
+        .assert_status(200);
+    let body = get_ok(&app, &format!("/v2/customers/{b}")).await;
+    assert_eq!(body["profiles"][0]["commChannels"][0]["value"], "b.only@example.com", "{body}");
+    // Both customers still show the shared email among their identifiers.
+    for id in [a, b] {
+        let body = get_ok(&app, &format!("/v2/customers/{id}")).await;
+        let ids = body["profiles"][0]["identifiers"].as_array().unwrap().clone();
+        assert!(ids.contains(&json!({"type": "email", "value": email})), "{id}: {body}");
+    }
+}
+
+async fn dual_eligibility_follows_the_configured_primary_identifier(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    set_config(&app, "CONF_DUAL_ELIGIBILITY_ENABLED", "1").await;
+    set_config(&app, "CONF_PRIMARY_IDENTIFIER", "externalId").await;
+    let shared_mobile = "919845500010";
+    let d = registered(
+        &app,
+        json!([{"type": "externalId", "value": "D-1"}, {"type": "mobile", "value": shared_mobile}]),
+    )
+    .await;
+    let e = registered(
+        &app,
+        json!([{"type": "externalId", "value": "E-1"}, {"type": "mobile", "value": shared_mobile}]),
+    )
+    .await;
+    assert_ne!(d, e);
+    assert_eq!(lookup(&app, "externalId", "D-1").await.json()["id"], d);
+    assert_eq!(lookup(&app, "mobile", shared_mobile).await.v2_error_code(), 8015);
+    assert_eq!(
+        lookup(&app, "mobile,externalId", &format!("{shared_mobile},E-1")).await.json()["id"],
+        e
+    );
+    let r = register(&app, json!([{"type": "mobile", "value": "919845500011"}])).await;
+    assert_eq!(r.v2_error_code(), 1007);
+    // Switched off again, any identifier may name a customer, but a value several customers
+    // share names no one by itself.
+    set_config(&app, "CONF_DUAL_ELIGIBILITY_ENABLED", "false").await;
+    assert_eq!(lookup(&app, "externalId", "E-1").await.json()["id"], e);
+    assert_eq!(lookup(&app, "mobile", shared_mobile).await.v2_error_code(), 8015);
+    assert_eq!(
+        lookup(&app, "mobile,externalId", &format!("{shared_mobile},E-1")).await.json()["id"],
+        e
+    );
+    assert_eq!(lookup(&app, "externalId,externalId", "D-1,E-1").await.v2_error_code(), 8015);
+}
+
+async fn concurrent_registrations_under_dual_eligibility(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    set_config(&app, "CONF_DUAL_ELIGIBILITY_ENABLED", "true").await;
+    let send = |mobile: String| {
+        let router = app.router.clone();
+        let auth = app.basic();
+        tokio::spawn(async move {
+            use tower::ServiceExt;
+            let body = json!({"profiles": [{"identifiers": [{"type": "mobile", "value": mobile},
+                {"type": "email", "value": "shared@example.com"}]}]});
+            let request = axum::http::Request::builder()
+                .method("POST")
+                .uri("/v2/customers")
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes =
+                http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            (status, body["createdId"].as_i64())
+        })
+    };
+    // Ten customers sharing one email: ten customers.
+    let handles: Vec<_> = (0..10).map(|i| send(format!("9198455001{i:02}"))).collect();
+    let mut ids = Vec::new();
+    for h in handles {
+        let (status, id) = h.await.unwrap();
+        assert_eq!(status, 200);
+        ids.push(id.unwrap());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 10);
+    // Ten registrations of one primary identifier: one customer.
+    let handles: Vec<_> = (0..10).map(|_| send("919845500200".to_string())).collect();
+    let mut ids = Vec::new();
+    for h in handles {
+        let (status, id) = h.await.unwrap();
+        assert_eq!(status, 200);
+        ids.push(id.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
 }
