@@ -287,6 +287,18 @@ pub async fn redeem(
         },
     )
     .await?;
+    let actor = principal.map(AuditActor::from).unwrap_or_else(AuditActor::system);
+    let after = json!({"customerId": r.customer, "programId": r.program,
+        "alternateCurrencyId": r.currency.id, "amount": r.amount.to_f64(),
+        "billNumber": r.bill_number, "entryId": entry});
+    let change = Change {
+        entity_type: "CURRENCY_REDEMPTION",
+        entity_id: id,
+        action: "REDEEM",
+        before: None,
+        after: Some(after),
+    };
+    audit::record(&mut tx, org, &actor, change).await?;
     events::raise(
         &mut tx,
         org,

@@ -377,6 +377,7 @@ async fn currency_redemption_reversal_return_and_expiry_keep_the_ledger_verified
     let redemption = r.json()["redemptionId"].as_i64().unwrap();
     assert_eq!(held(&app, customer, "stars").await, 10.0);
     assert_eq!(balance(&app, customer).await["mainPoints"], 100.0);
+    assert_eq!(app.audit(app.org.org_id, "CURRENCY_REDEMPTION").await.len(), 1);
     verify_clean(&app).await;
 
     // Refusals write nothing.
