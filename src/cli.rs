@@ -200,6 +200,12 @@ fn mismatch_json(mismatch: &Mismatch) -> serde_json::Value {
             "type": "balance", "org": org, "customer": customer, "program": program,
             "stored": balances(stored), "recomputed": balances(from_entries),
         }),
+        Mismatch::CurrencyBalance { org, customer, program, currency, stored, from_entries } => {
+            serde_json::json!({
+                "type": "currencyBalance", "org": org, "customer": customer, "program": program,
+                "currency": currency, "stored": balances(stored), "recomputed": balances(from_entries),
+            })
+        }
         Mismatch::Lot { org, lot, remaining, from_movements } => serde_json::json!({
             "type": "lot", "org": org, "lot": lot, "remaining": points(*remaining),
             "movements": points(*from_movements),

@@ -133,6 +133,10 @@ pub enum Code {
     TaskInvalidExecutor,
     TaskInvalidCustomerOrCreator,
     TaskStoreIdRequired,
+    LoyaltyProgramNotEnrolled,
+    InvalidTierName,
+    InvalidTierAction,
+    InvalidTierValidity,
 }
 
 /// One row of the error table.
@@ -145,7 +149,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 121] = [
+    pub const ALL: [Code; 125] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -267,6 +271,10 @@ impl Code {
         Code::TaskInvalidExecutor,
         Code::TaskInvalidCustomerOrCreator,
         Code::TaskStoreIdRequired,
+        Code::LoyaltyProgramNotEnrolled,
+        Code::InvalidTierName,
+        Code::InvalidTierAction,
+        Code::InvalidTierValidity,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -634,6 +642,19 @@ impl Code {
                 "TaskStoreIdRequired",
                 "A user that is not a till must pass the store id",
             ),
+            Code::LoyaltyProgramNotEnrolled => (
+                8089,
+                400,
+                "LoyaltyProgramNotEnrolled",
+                "Customer not registered for the Loyalty Program",
+            ),
+            Code::InvalidTierName => (1102, 400, "InvalidTierName", "Invalid tier (slab) name"),
+            Code::InvalidTierAction => {
+                (1103, 400, "InvalidTierAction", "Tier change not allowed for the current tier")
+            }
+            Code::InvalidTierValidity => {
+                (1104, 400, "InvalidTierValidity", "Invalid tier validity")
+            }
         };
         CodeInfo { code, http, name, message }
     }

@@ -21,6 +21,10 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
 //! - [`points`]: fixed-point amounts, the ledger of lots and entries, balances, and the points
 //!   operations (redemption, reversal, transfers, deductions, schedules, manual issue).
+//! - [`currencies`]: alternate currencies ("stars"), their admin API and redemption; each is a
+//!   dimension of the points ledger.
+//! - [`loyalty`]: the customer loyalty views (details, tiers and gaps, events, trackers) and
+//!   manual tier adjustment.
 //! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates, the
 //!   compiled-program cache and the `/x/perks/v1/programs` admin API.
 //! - [`transactions`]: bills, returns and exchanges, their loyalty evaluation, and their APIs.
@@ -39,6 +43,7 @@ pub mod behavioral;
 pub mod cli;
 pub mod comms;
 pub mod config;
+pub mod currencies;
 pub mod customers;
 pub mod db;
 pub mod error;
@@ -48,6 +53,7 @@ pub mod http;
 pub mod idempotency;
 pub mod jobs;
 pub mod labels;
+pub mod loyalty;
 pub mod ops;
 pub mod org;
 pub mod points;

@@ -653,7 +653,15 @@ pub async fn get_customers(
         let result = async {
             let key = key_from(|k| (k == name).then(|| value.to_string()), country.as_deref())?;
             let view = find(&mut conn, principal.org, &key).await?;
-            customer_details(&mut conn, principal.org, &view).await
+            let mut item = customer_details(&mut conn, principal.org, &view).await?;
+            item["points_summaries"] = crate::loyalty::embeds::v1_points_summaries(
+                &mut conn,
+                &state.programs,
+                principal.org,
+                view.row.id,
+            )
+            .await?;
+            Ok::<Value, ApiError>(item)
         }
         .await;
         out.push(result.unwrap_or_else(|e| failed_item(echo, &e)));

@@ -306,7 +306,18 @@ pub async fn get(
     let view = service::load(&mut conn, principal.org, CustomerId(id))
         .await?
         .ok_or(CustomerError::NotFound)?;
-    let body = customer_json(&mut conn, principal.org, &view, &filter, q.embed.as_deref()).await?;
+    let mut body =
+        customer_json(&mut conn, principal.org, &view, &filter, q.embed.as_deref()).await?;
+    let embed = q.embed.as_deref();
+    crate::loyalty::embeds::extend_customer(
+        &mut conn,
+        &state.programs,
+        principal.org,
+        id,
+        embed,
+        &mut body,
+    )
+    .await?;
     Ok(axum::Json(body).into_response())
 }
 
@@ -540,12 +551,22 @@ pub async fn lookup_details(
         q.resolve(&mut conn, principal.org, country_code(&headers).as_deref()).await?;
     let view =
         service::load(&mut conn, principal.org, customer).await?.ok_or(CustomerError::NotFound)?;
-    let body = customer_json(
+    let mut body = customer_json(
         &mut conn,
         principal.org,
         &view,
         &SourceFilter::Only(account),
         q.embed.as_deref(),
+    )
+    .await?;
+    let embed = q.embed.as_deref();
+    crate::loyalty::embeds::extend_customer(
+        &mut conn,
+        &state.programs,
+        principal.org,
+        customer.0,
+        embed,
+        &mut body,
     )
     .await?;
     Ok(axum::Json(body).into_response())

@@ -151,13 +151,26 @@ async fn try_register(
     {
         return Err(CustomerError::MobileRequired);
     }
-    let same_source = owners(&mut tx, org, Some(&main.account), &main.identifiers).await?;
+    // Under dual eligibility only the org's primary identifier says who a customer is: the
+    // others may be shared by several customers.
+    let identity: Vec<Identifier> = match dual_eligibility(&mut tx, org).await? {
+        Some(primary) => {
+            let own: Vec<Identifier> =
+                main.identifiers.iter().filter(|i| i.kind == primary).cloned().collect();
+            if own.is_empty() {
+                return Err(CustomerError::NoPrimaryIdentifier);
+            }
+            own
+        }
+        None => main.identifiers.clone(),
+    };
+    let same_source = owners(&mut tx, org, Some(&main.account), &identity).await?;
     if on_existing == OnExisting::Reject && !same_source.is_empty() {
         return Err(rejection(&mut tx, org, main).await?);
     }
     let outcome = match same_source.as_slice() {
         [] => {
-            let elsewhere = owners(&mut tx, org, None, &main.identifiers).await?;
+            let elsewhere = owners(&mut tx, org, None, &identity).await?;
             match elsewhere.as_slice() {
                 [] => create(&mut tx, principal, input).await?,
                 // On PostgreSQL a concurrent registration may commit between the two lookups;
@@ -213,6 +226,32 @@ async fn try_register(
     }
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Org config: several customers may share secondary identifiers (`true` or `1`): dual
+/// eligibility.
+pub const DUAL_ELIGIBILITY_CONFIG: &str = "CONF_DUAL_ELIGIBILITY_ENABLED";
+/// Org config: the identifier that names a customer under dual eligibility: `mobile` (the
+/// default), `email` or `externalId`.
+pub const PRIMARY_IDENTIFIER_CONFIG: &str = "CONF_PRIMARY_IDENTIFIER";
+
+/// The org's primary identifier when dual eligibility is on; None when it is off.
+pub async fn dual_eligibility(
+    c: &mut impl Connection,
+    org: OrgId,
+) -> Result<Option<IdentifierType>, CustomerError> {
+    let on = fields::store::config_value(c, org, DUAL_ELIGIBILITY_CONFIG)
+        .await?
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"));
+    if !on {
+        return Ok(None);
+    }
+    let primary = fields::store::config_value(c, org, PRIMARY_IDENTIFIER_CONFIG)
+        .await?
+        .and_then(|v| IdentifierType::parse(&v))
+        .filter(|k| k.is_primary_kind())
+        .unwrap_or(IdentifierType::Mobile);
+    Ok(Some(primary))
 }
 
 /// The org config that makes a mobile number mandatory for registration (`true` or `1`).
@@ -386,12 +425,14 @@ async fn attach_profiles(
 ) -> Result<(), CustomerError> {
     let org = principal.org;
     let existing = store::profiles(tx, org, customer).await?;
+    let dual = dual_eligibility(tx, org).await?;
+    let shared = |kind: IdentifierType| dual.is_some_and(|primary| kind != primary);
     for profile in input.profiles.iter().skip(from) {
         let has_account = existing.iter().any(|p| p.is_account(&profile.account));
         if has_account {
             continue;
         }
-        for identifier in &profile.identifiers {
+        for identifier in profile.identifiers.iter().filter(|i| !shared(i.kind)) {
             if let Some(owner) =
                 store::find_owner(tx, org, Some(&profile.account), identifier).await?
                 && owner != customer
@@ -423,7 +464,9 @@ async fn attach_profiles(
                 continue;
             }
             seen.push(identifier);
-            store::insert_identifier(tx, org, customer, &profile.account, identifier).await?;
+            let is_shared = shared(identifier.kind);
+            store::insert_identifier_as(tx, org, customer, &profile.account, identifier, is_shared)
+                .await?;
         }
         if from > 0 || !existing.is_empty() {
             let event = NewEvent {
@@ -579,7 +622,16 @@ pub async fn resolve(
     account: &SourceAccount,
     identifiers: &[Identifier],
 ) -> Result<CustomerId, CustomerError> {
-    let found = owners(c, org, Some(account), identifiers).await?;
+    // Under dual eligibility the primary identifier alone names the customer: the others are
+    // ignored, and a lookup without it finds no one.
+    let chosen: Vec<Identifier> = match dual_eligibility(c, org).await? {
+        Some(primary) => identifiers.iter().filter(|i| i.kind == primary).cloned().collect(),
+        None => identifiers.to_vec(),
+    };
+    if chosen.is_empty() {
+        return Err(CustomerError::NotFound);
+    }
+    let found = owners(c, org, Some(account), &chosen).await?;
     match found.as_slice() {
         [one] => Ok(*one),
         _ => Err(CustomerError::NotFound),
@@ -633,23 +685,29 @@ pub async fn change_identifiers(
             ));
         }
     }
+    let dual = dual_eligibility(&mut tx, org).await?;
     for identifier in add {
-        match store::find_owner(&mut tx, org, Some(account), identifier).await? {
-            Some(owner) if owner == customer => warnings.push(Warning::new(
+        if store::holds_identifier(&mut tx, org, customer, account, identifier).await? {
+            warnings.push(Warning::new(
                 1014,
                 format!(
                     "{} {} is already an identifier of the customer",
                     identifier.kind.as_str(),
                     identifier.value
                 ),
-            )),
-            Some(_) => {
+            ));
+            continue;
+        }
+        // Under dual eligibility a secondary identifier may be held by other customers too.
+        let shared = dual.is_some_and(|primary| identifier.kind != primary);
+        match store::find_owner(&mut tx, org, Some(account), identifier).await? {
+            Some(_) if !shared => {
                 return Err(match identifier.kind {
                     IdentifierType::Email => CustomerError::EmailTaken,
                     kind => CustomerError::IdentifierTaken(kind.as_str().to_string()),
                 });
             }
-            None => store::insert_identifier(&mut tx, org, customer, account, identifier)
+            _ => store::insert_identifier_as(&mut tx, org, customer, account, identifier, shared)
                 .await
                 .map_err(|e| {
                     if e.is_unique_violation() {
@@ -661,10 +719,15 @@ pub async fn change_identifiers(
         }
     }
     let remaining = store::identifiers(&mut tx, org, customer).await?;
-    if !remaining
-        .iter()
-        .any(|i| IdentifierType::parse(&i.kind).is_some_and(IdentifierType::is_primary_kind))
-    {
+    // Under dual eligibility the org's primary identifier must stay: it is how the customer is
+    // found.
+    let keeps_primary = |i: &store::IdentifierRow| {
+        IdentifierType::parse(&i.kind).is_some_and(|k| match dual {
+            Some(primary) => k == primary,
+            None => k.is_primary_kind(),
+        })
+    };
+    if !remaining.iter().any(keeps_primary) {
         return Err(CustomerError::NoPrimaryIdentifier);
     }
     let describe = |list: &[Identifier]| {

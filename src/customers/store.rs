@@ -305,9 +305,22 @@ pub async fn insert_identifier(
     account: &SourceAccount,
     identifier: &Identifier,
 ) -> Result<(), DbError> {
+    insert_identifier_as(c, org, customer, account, identifier, false).await
+}
+
+/// [`insert_identifier`], `shared` (dual eligibility: other customers may hold the same value)
+/// or not.
+pub async fn insert_identifier_as(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: CustomerId,
+    account: &SourceAccount,
+    identifier: &Identifier,
+    shared: bool,
+) -> Result<(), DbError> {
     dispatch!(c, |e| sqlx::query(
         "INSERT INTO customer_identifiers (org_id, customer_id, source, account_id, type, value, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+         created_at, shared) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     )
     .bind(org.0)
     .bind(customer.0)
@@ -316,6 +329,7 @@ pub async fn insert_identifier(
     .bind(identifier.kind.as_str())
     .bind(&identifier.value)
     .bind(now_millis())
+    .bind(shared)
     .execute(e)
     .await
     .map(|r| r.rows_affected()))?;
@@ -349,7 +363,8 @@ pub async fn delete_identifier(
 }
 
 /// The customer holding `identifier`: within one source account, or (with `None`) in any source,
-/// the oldest holder first.
+/// the oldest holder first. Values shared under dual eligibility name a customer only when one
+/// customer alone holds them.
 pub async fn find_owner(
     c: &mut impl Connection,
     org: OrgId,
@@ -359,7 +374,7 @@ pub async fn find_owner(
     let id: Option<i64> = match account {
         Some(account) => dispatch!(c, |e| sqlx::query_scalar(
             "SELECT customer_id FROM customer_identifiers WHERE org_id = $1 AND source = $2 \
-             AND account_id = $3 AND type = $4 AND value = $5"
+             AND account_id = $3 AND type = $4 AND value = $5 AND shared = FALSE"
         )
         .bind(org.0)
         .bind(account.source.as_str())
@@ -370,7 +385,7 @@ pub async fn find_owner(
         .await)?,
         None => dispatch!(c, |e| sqlx::query_scalar(
             "SELECT customer_id FROM customer_identifiers WHERE org_id = $1 AND type = $2 \
-             AND value = $3 ORDER BY id LIMIT 1"
+             AND value = $3 AND shared = FALSE ORDER BY id LIMIT 1"
         )
         .bind(org.0)
         .bind(identifier.kind.as_str())
@@ -378,7 +393,62 @@ pub async fn find_owner(
         .fetch_optional(e)
         .await)?,
     };
-    Ok(id.map(CustomerId))
+    if id.is_some() {
+        return Ok(id.map(CustomerId));
+    }
+    let holders = shared_holders(c, org, account, identifier).await?;
+    Ok(match holders.as_slice() {
+        [one] => Some(CustomerId(*one)),
+        _ => None,
+    })
+}
+
+/// The customers holding a shared value (at most two: enough to tell one from several).
+async fn shared_holders(
+    c: &mut impl Connection,
+    org: OrgId,
+    account: Option<&SourceAccount>,
+    identifier: &Identifier,
+) -> Result<Vec<i64>, DbError> {
+    let (source, account_id) = match account {
+        Some(a) => (a.source.as_str(), a.account_id.as_str()),
+        None => ("", ""),
+    };
+    Ok(dispatch!(c, |e| sqlx::query_scalar::<_, i64>(
+        "SELECT DISTINCT customer_id FROM customer_identifiers WHERE org_id = $1 AND type = $2 \
+         AND value = $3 AND shared = TRUE AND ($4 = '' OR (source = $4 AND account_id = $5)) \
+         LIMIT 2"
+    )
+    .bind(org.0)
+    .bind(identifier.kind.as_str())
+    .bind(&identifier.value)
+    .bind(source)
+    .bind(account_id)
+    .fetch_all(e)
+    .await)?)
+}
+
+/// True when the customer holds `identifier` in the source account.
+pub async fn holds_identifier(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: CustomerId,
+    account: &SourceAccount,
+    identifier: &Identifier,
+) -> Result<bool, DbError> {
+    let found: Option<i64> = dispatch!(c, |e| sqlx::query_scalar(
+        "SELECT id FROM customer_identifiers WHERE org_id = $1 AND customer_id = $2 \
+         AND source = $3 AND account_id = $4 AND type = $5 AND value = $6"
+    )
+    .bind(org.0)
+    .bind(customer.0)
+    .bind(account.source.as_str())
+    .bind(&account.account_id)
+    .bind(identifier.kind.as_str())
+    .bind(&identifier.value)
+    .fetch_optional(e)
+    .await)?;
+    Ok(found.is_some())
 }
 
 pub async fn identifiers(

@@ -33,6 +33,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::behavioral::router())
         .merge(crate::webhooks::router())
         .merge(crate::points::router())
+        .merge(crate::loyalty::router())
+        .merge(crate::currencies::router())
         .merge(crate::comms::router())
         .merge(crate::audit::router())
         .merge(crate::staff::router())

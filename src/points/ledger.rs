@@ -6,6 +6,7 @@
 
 use super::model::{Balances, EntryKind, Fixed, LotKind};
 use super::store::{self, AccountRow, LotRow, NewEntry, NewLot};
+use super::store_currency::{self, CurrencyBalanceRow};
 use crate::db::{Connection, DbError};
 use crate::org::model::OrgId;
 
@@ -13,6 +14,12 @@ use crate::org::model::OrgId;
 const LOTS_PER_ROUND: i64 = 200;
 /// Rounds of [`LOTS_PER_ROUND`] before giving up: a bound on any single spend.
 const ROUNDS_MAX: usize = 500;
+
+/// The currency of the programs' own points. Every lot and entry carries a currency: this one,
+/// or the id of one of the org's alternate currencies. A currency is one more dimension of an
+/// account, so lots, FEFO, expiry, reversal and `perks verify` work the same in each; the
+/// `…_in` functions take it, the others work on points.
+pub const POINTS: i64 = 0;
 
 /// Who and what a movement is about.
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +50,29 @@ pub async fn open_account(c: &mut impl Connection, scope: Scope) -> Result<Accou
         .ok_or(DbError::Sqlx(sqlx::Error::RowNotFound))
 }
 
+/// Opens (creating if needed) the customer's balance of an alternate currency in the program,
+/// with the program account locked (see [`open_account`]): every movement of the customer in the
+/// program, whatever its currency, is serialised by that one lock.
+pub async fn open_currency_account(
+    c: &mut impl Connection,
+    scope: Scope,
+    currency: i64,
+) -> Result<CurrencyBalanceRow, DbError> {
+    open_account(c, scope).await?;
+    store_currency::ensure_currency_balance(
+        c,
+        scope.org,
+        scope.customer,
+        scope.program,
+        currency,
+        scope.now,
+    )
+    .await?;
+    store_currency::currency_balance(c, scope.org, scope.customer, scope.program, currency)
+        .await?
+        .ok_or(DbError::Sqlx(sqlx::Error::RowNotFound))
+}
+
 /// What an entry records besides its amounts.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EntryMeta<'a> {
@@ -54,8 +84,8 @@ pub struct EntryMeta<'a> {
     pub effective_at: Option<i64>,
 }
 
-/// The one place an entry is written: appends it, records the lots it moved, and moves the
-/// balance projection by the entry's effect. Returns the entry id.
+/// [`record_in`] for the programs' points: the form for entry writers that know no currency.
+#[allow(dead_code)]
 async fn record(
     c: &mut impl Connection,
     scope: Scope,
@@ -65,9 +95,26 @@ async fn record(
     movements: &[(i64, i64)],
     meta: EntryMeta<'_>,
 ) -> Result<i64, DbError> {
-    let entry = store::insert_entry(
+    record_in(c, scope, POINTS, kind, current_delta, promised_delta, movements, meta).await
+}
+
+/// The one place an entry is written: appends it, records the lots it moved, and moves the
+/// balance projection of its currency by the entry's effect. Returns the entry id.
+#[allow(clippy::too_many_arguments)]
+async fn record_in(
+    c: &mut impl Connection,
+    scope: Scope,
+    currency: i64,
+    kind: EntryKind,
+    current_delta: i64,
+    promised_delta: i64,
+    movements: &[(i64, i64)],
+    meta: EntryMeta<'_>,
+) -> Result<i64, DbError> {
+    let entry = store::insert_entry_in(
         c,
         scope.org,
+        currency,
         &NewEntry {
             customer_id: scope.customer,
             program_id: scope.program,
@@ -88,7 +135,15 @@ async fn record(
         store::move_lot(c, scope.org, entry, lot, delta).await?;
     }
     let effect = kind.effect(current_delta, promised_delta);
-    store::apply_balances(c, scope.org, scope.customer, scope.program, &effect, scope.now).await?;
+    if currency == POINTS {
+        store::apply_balances(c, scope.org, scope.customer, scope.program, &effect, scope.now)
+            .await?;
+    } else {
+        let key = (scope.customer, scope.program, currency);
+        store_currency::ensure_currency_balance(c, scope.org, key.0, key.1, key.2, scope.now)
+            .await?;
+        store_currency::apply_currency_balances(c, scope.org, key, &effect, scope.now).await?;
+    }
     Ok(entry)
 }
 
@@ -113,14 +168,25 @@ pub async fn award(
     scope: Scope,
     award: &Award<'_>,
 ) -> Result<Option<i64>, DbError> {
+    award_in(c, scope, POINTS, award).await
+}
+
+/// [`award`] in a currency (0: the program's points).
+pub async fn award_in(
+    c: &mut impl Connection,
+    scope: Scope,
+    currency: i64,
+    award: &Award<'_>,
+) -> Result<Option<i64>, DbError> {
     if !award.points.is_positive() {
         return Ok(None);
     }
     let promised = award.unlock_at.is_some_and(|at| at > scope.now);
     let kind = if promised { LotKind::Promised } else { LotKind::Regular };
-    let lot = store::insert_lot(
+    let lot = store::insert_lot_in(
         c,
         scope.org,
+        currency,
         &NewLot {
             customer_id: scope.customer,
             program_id: scope.program,
@@ -147,7 +213,8 @@ pub async fn award(
         effective_at: Some(award.awarded_at),
         ..EntryMeta::default()
     };
-    record(c, scope, entry_kind, current, promised_delta, &[(lot, award.points.0)], meta).await?;
+    let movements = [(lot, award.points.0)];
+    record_in(c, scope, currency, entry_kind, current, promised_delta, &movements, meta).await?;
     Ok(Some(lot))
 }
 
@@ -160,6 +227,18 @@ pub async fn spend(
     points: Fixed,
     meta: EntryMeta<'_>,
 ) -> Result<i64, LedgerError> {
+    spend_in(c, scope, POINTS, kind, points, meta).await
+}
+
+/// [`spend`] in a currency (0: the program's points).
+pub async fn spend_in(
+    c: &mut impl Connection,
+    scope: Scope,
+    currency: i64,
+    kind: EntryKind,
+    points: Fixed,
+    meta: EntryMeta<'_>,
+) -> Result<i64, LedgerError> {
     // Lock before the expiry pass: two spends that both saw a lapsed lot would expire it twice.
     if store::lock_account(c, scope.org, scope.customer, scope.program).await?.is_none() {
         return Err(LedgerError::Insufficient { available: Fixed::ZERO });
@@ -168,26 +247,34 @@ pub async fn spend(
         return Err(LedgerError::NotPositive);
     }
     expire_customer(c, scope).await?;
-    let account = store::lock_account(c, scope.org, scope.customer, scope.program)
-        .await?
-        .ok_or(LedgerError::Insufficient { available: Fixed::ZERO })?;
-    if account.current_points < points.0 {
-        return Err(LedgerError::Insufficient { available: Fixed(account.current_points.max(0)) });
+    let current = if currency == POINTS {
+        store::lock_account(c, scope.org, scope.customer, scope.program)
+            .await?
+            .map(|a| a.current_points)
+    } else {
+        store_currency::currency_balance(c, scope.org, scope.customer, scope.program, currency)
+            .await?
+            .map(|b| b.current_points)
     }
-    let movements = take_fefo(c, scope, points.0, &[]).await?;
+    .ok_or(LedgerError::Insufficient { available: Fixed::ZERO })?;
+    if current < points.0 {
+        return Err(LedgerError::Insufficient { available: Fixed(current.max(0)) });
+    }
+    let movements = take_fefo_in(c, scope, currency, points.0, &[]).await?;
     let taken: i64 = movements.iter().map(|(_, d)| -d).sum();
     if taken < points.0 {
         // The projection said yes but the lots say no: never spend what the lots do not hold.
         return Err(LedgerError::Insufficient { available: Fixed(taken) });
     }
-    Ok(record(c, scope, kind, -points.0, 0, &movements, meta).await?)
+    Ok(record_in(c, scope, currency, kind, -points.0, 0, &movements, meta).await?)
 }
 
-/// Plans taking up to `wanted` from spendable lots (skipping `exclude`), soonest-expiring first;
-/// returns `(lot, negative delta)` pairs.
-async fn take_fefo(
+/// Plans taking up to `wanted` from spendable lots of `currency` (skipping `exclude`),
+/// soonest-expiring first; returns `(lot, negative delta)` pairs.
+async fn take_fefo_in(
     c: &mut impl Connection,
     scope: Scope,
+    currency: i64,
     wanted: i64,
     exclude: &[i64],
 ) -> Result<Vec<(i64, i64)>, DbError> {
@@ -198,11 +285,12 @@ async fn take_fefo(
         if left <= 0 {
             break;
         }
-        let lots = store::spendable_lots(
+        let lots = store::spendable_lots_in(
             c,
             scope.org,
             scope.customer,
             scope.program,
+            currency,
             scope.now,
             LOTS_PER_ROUND + seen.len() as i64,
         )
@@ -248,14 +336,18 @@ pub async fn reverse_spend(
     let moved = store::movements_of_entry(c, scope.org, entry).await?;
     let mut movements = Vec::with_capacity(moved.len());
     let mut lapsed = 0i64;
+    // A spend moves lots of one currency only: the reversal goes back to that currency.
+    let mut currency = POINTS;
     for (lot_id, delta) in moved {
         if delta >= 0 {
             continue;
         }
         let amount = -delta;
-        let valid = store::get_lot(c, scope.org, lot_id)
-            .await?
-            .is_some_and(|lot| lot.expires_at.is_none_or(|at| at > scope.now));
+        let lot = store::get_lot(c, scope.org, lot_id).await?;
+        if let Some(lot) = &lot {
+            currency = lot.currency_id;
+        }
+        let valid = lot.is_some_and(|lot| lot.expires_at.is_none_or(|at| at > scope.now));
         if valid {
             movements.push((lot_id, amount));
         } else {
@@ -264,7 +356,8 @@ pub async fn reverse_spend(
     }
     let restored: i64 = movements.iter().map(|(_, d)| d).sum();
     let entry = if restored > 0 {
-        Some(record(c, scope, EntryKind::RedeemReversal, restored, 0, &movements, meta).await?)
+        let kind = EntryKind::RedeemReversal;
+        Some(record_in(c, scope, currency, kind, restored, 0, &movements, meta).await?)
     } else {
         None
     };
@@ -286,6 +379,19 @@ pub struct TakeBack {
 pub async fn take_back(
     c: &mut impl Connection,
     scope: Scope,
+    wanted: &[(LotRow, Fixed)],
+    allow_negative: bool,
+    meta: EntryMeta<'_>,
+) -> Result<TakeBack, DbError> {
+    take_back_in(c, scope, POINTS, wanted, allow_negative, meta).await
+}
+
+/// [`take_back`] in a currency: `wanted` are lots of `currency`, and what they no longer hold
+/// comes from the customer's other lots of that currency.
+pub async fn take_back_in(
+    c: &mut impl Connection,
+    scope: Scope,
+    currency: i64,
     wanted: &[(LotRow, Fixed)],
     allow_negative: bool,
     meta: EntryMeta<'_>,
@@ -316,7 +422,7 @@ pub async fn take_back(
     }
     if shortfall > 0 {
         let exclude: Vec<i64> = wanted.iter().map(|(l, _)| l.id).collect();
-        let more = take_fefo(c, scope, shortfall, &exclude).await?;
+        let more = take_fefo_in(c, scope, currency, shortfall, &exclude).await?;
         shortfall -= more.iter().map(|(_, d)| -d).sum::<i64>();
         current_movements.extend(more);
     }
@@ -327,7 +433,8 @@ pub async fn take_back(
     if total > 0 {
         let mut movements = current_movements;
         movements.extend(promised_movements);
-        record(c, scope, EntryKind::Return, from_current - debt, from_promised, &movements, meta)
+        let kind = EntryKind::Return;
+        record_in(c, scope, currency, kind, from_current - debt, from_promised, &movements, meta)
             .await?;
     }
     Ok(TakeBack { taken: Fixed(total), forgiven: Fixed(forgiven) })
@@ -368,7 +475,8 @@ async fn expire_lot(c: &mut impl Connection, scope: Scope, lot: &LotRow) -> Resu
         effective_at: lot.expires_at,
         ..EntryMeta::default()
     };
-    record(c, scope, EntryKind::Expire, -lot.remaining, 0, &[(lot.id, -lot.remaining)], meta)
+    let movements = [(lot.id, -lot.remaining)];
+    record_in(c, scope, lot.currency_id, EntryKind::Expire, -lot.remaining, 0, &movements, meta)
         .await?;
     Ok(lot.remaining)
 }
@@ -388,7 +496,9 @@ pub async fn unlock_lot(
             ..EntryMeta::default()
         };
         // The points stay in the same lot; the entry only moves them between balances.
-        record(c, scope, EntryKind::Unlock, lot.remaining, -lot.remaining, &[], meta).await?;
+        let kind = EntryKind::Unlock;
+        record_in(c, scope, lot.currency_id, kind, lot.remaining, -lot.remaining, &[], meta)
+            .await?;
     }
     Ok(())
 }
@@ -441,8 +551,28 @@ pub async fn process_due_lots(
 /// A balance that does not equal its entries, or a lot that does not equal its movements.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mismatch {
-    Balance { org: i64, customer: i64, program: i64, stored: Balances, from_entries: Balances },
-    Lot { org: i64, lot: i64, remaining: i64, from_movements: i64 },
+    Balance {
+        org: i64,
+        customer: i64,
+        program: i64,
+        stored: Balances,
+        from_entries: Balances,
+    },
+    /// An alternate currency's balance that does not equal its entries.
+    CurrencyBalance {
+        org: i64,
+        customer: i64,
+        program: i64,
+        currency: i64,
+        stored: Balances,
+        from_entries: Balances,
+    },
+    Lot {
+        org: i64,
+        lot: i64,
+        remaining: i64,
+        from_movements: i64,
+    },
 }
 
 /// What [`verify_report`] found: how many accounts it recomputed and the differences.
@@ -507,6 +637,43 @@ pub async fn verify_report(
             }
         }
         if count < PAGE || found.len() >= limit {
+            break;
+        }
+    }
+    let mut after = (0i64, 0i64, 0i64);
+    while found.len() < limit {
+        let page = store_currency::currency_balances_page(c, org, after, PAGE).await?;
+        let count = page.len() as i64;
+        for (org_id, balance) in page {
+            after = (balance.customer_id, balance.program_id, balance.currency_id);
+            checked += 1;
+            let sums = store::entry_sums_in(
+                c,
+                OrgId(org_id),
+                balance.customer_id,
+                balance.program_id,
+                balance.currency_id,
+            )
+            .await?;
+            let mut from_entries = Balances::default();
+            for (kind, current, promised) in sums {
+                if let Some(kind) = EntryKind::parse(&kind) {
+                    from_entries += kind.effect(current, promised);
+                }
+            }
+            let stored = balance.balances();
+            if stored != from_entries && found.len() < limit {
+                found.push(Mismatch::CurrencyBalance {
+                    org: org_id,
+                    customer: balance.customer_id,
+                    program: balance.program_id,
+                    currency: balance.currency_id,
+                    stored,
+                    from_entries,
+                });
+            }
+        }
+        if count < PAGE {
             break;
         }
     }
@@ -716,7 +883,7 @@ pub async fn deduct(
     }
     if left > 0 {
         let exclude: Vec<i64> = movements.iter().map(|(l, _)| *l).collect();
-        let more = take_fefo(c, scope, left, &exclude).await?;
+        let more = take_fefo_in(c, scope, POINTS, left, &exclude).await?;
         left -= more.iter().map(|(_, d)| -d).sum::<i64>();
         movements.extend(more);
     }

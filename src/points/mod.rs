@@ -15,6 +15,7 @@ pub mod routes_v2;
 pub mod schedule;
 pub mod service;
 pub mod store;
+pub mod store_currency;
 pub mod store_ops;
 pub mod transfer;
 

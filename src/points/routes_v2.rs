@@ -63,6 +63,8 @@ pub struct RedemptionBody {
     external_reference_number: Option<String>,
     notes: Option<String>,
     program_id: Option<i64>,
+    /// With `redemptionType` `ALTERNATE_CURRENCY`: the currency to redeem (840 when unknown).
+    alternate_currency_name: Option<String>,
 }
 
 /// `POST /v2/customers/{id}/redemptions` — redeems points for the customer, or with
@@ -76,8 +78,15 @@ pub async fn redeem(
     Json(body): Json<RedemptionBody>,
 ) -> Result<Response, ApiError> {
     principal.require(Resource::Points, Level::Write)?;
-    if body.redemption_type.as_deref().is_some_and(|t| !t.trim().eq_ignore_ascii_case("POINTS")) {
-        return Err(ApiError::invalid("redemptionType must be POINTS"));
+    let kind = body.redemption_type.as_deref().map(|t| t.trim().to_ascii_uppercase());
+    match kind.as_deref() {
+        None | Some("POINTS") => {}
+        Some("ALTERNATE_CURRENCY") => {
+            return redeem_currency(&state, &principal, id, body).await;
+        }
+        Some(_) => {
+            return Err(ApiError::invalid("redemptionType must be POINTS or ALTERNATE_CURRENCY"));
+        }
     }
     let customer = {
         let mut conn = state.db.read().await?;
@@ -114,6 +123,71 @@ pub async fn redeem(
         "pointsRedeemed": if commit { points.to_f64() } else { 0.0 },
         "points": points.to_f64(),
         "redeemedValue": done.value.to_f64().unwrap_or(0.0),
+        "balance": done.balance.to_f64(),
+        "programId": program.id.0,
+        "warnings": [],
+    }))
+    .into_response())
+}
+
+/// The `ALTERNATE_CURRENCY` form of `POST /v2/customers/{id}/redemptions`: spends a positive
+/// whole amount of one alternate currency in the program (the points' redemption rules and
+/// validation codes do not apply to currencies).
+async fn redeem_currency(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    body: RedemptionBody,
+) -> Result<Response, ApiError> {
+    let name = body
+        .alternate_currency_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::invalid("alternateCurrencyName is required"))?;
+    let (customer, currency) = {
+        let mut conn = state.db.read().await?;
+        let customer = customer_by_id(&mut conn, principal.org, id).await?;
+        (customer, crate::currencies::service::resolve(&mut conn, principal.org, name).await?)
+    };
+    let amount =
+        redemption::parse_points(number(body.points.as_ref()).ok_or(PointsError::InvalidPoints)?)?;
+    let program_id = body.program_id.map(|p| p.to_string());
+    let program = super::routes_v1::program_of(state, principal, program_id.as_deref()).await?;
+    let commit = body.commit.unwrap_or(true);
+    let bill = body.transaction_number.unwrap_or_default();
+    let external = body.external_reference_number.unwrap_or_default();
+    let notes = body.notes.unwrap_or_default();
+    let request = crate::currencies::service::CurrencyRedeem {
+        customer,
+        program: program.id.0,
+        currency: &currency,
+        amount,
+        bill_number: &bill,
+        external_reference: &external,
+        notes: &notes,
+        till: principal.till.map(|t| t.0),
+        commit,
+    };
+    let done = crate::currencies::service::redeem(
+        &state.db,
+        Some(principal),
+        principal.org,
+        &request,
+        now_millis(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::currencies::service::RedeemError::Db(db) => ApiError::from(db),
+        crate::currencies::service::RedeemError::Fraud => ApiError::from(PointsError::Fraud),
+        other => ApiError::with_message(Code::PointsMoreThanAvailable, other.to_string()),
+    })?;
+    Ok(axum::Json(json!({
+        "redemptionId": done.redemption_id,
+        "committed": commit,
+        "alternateCurrencyName": currency.name,
+        "valueRedeemed": if commit { amount.to_f64() } else { 0.0 },
+        "value": amount.to_f64(),
         "balance": done.balance.to_f64(),
         "programId": program.id.0,
         "warnings": [],
@@ -239,6 +313,7 @@ async fn balance_of(
     };
     let main = chosen.iter().fold(Fixed::ZERO, |a, s| a + s.current);
     let promised = chosen.iter().fold(Fixed::ZERO, |a, s| a + s.promised);
+    let alternate = alternate_balances(&mut conn, principal.org, customer, &chosen).await?;
     Ok(axum::Json(json!({
         "entityId": customer,
         "entityType": "CUSTOMER",
@@ -246,9 +321,37 @@ async fn balance_of(
         "mainPoints": main.to_f64(),
         "promisedPoints": promised.to_f64(),
         "promisedPointsBreakup": {"delayedAccrualPoints": promised.to_f64(), "externalTriggerBasedPoints": 0.0},
+        "alternateCurrencies": alternate,
         "warnings": [],
     }))
     .into_response())
+}
+
+/// The customer's alternate-currency balances in the chosen programs, one entry per program and
+/// currency held: `{programId, alternateCurrencyId, alternateCurrencyName, mainPoints,
+/// promisedPoints, totalPoints}`.
+pub async fn alternate_balances(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: i64,
+    programs: &[&service::Standing],
+) -> Result<Vec<Value>, ApiError> {
+    let balances = super::store_currency::currency_balances_of_customer(c, org, customer).await?;
+    if balances.is_empty() {
+        return Ok(Vec::new());
+    }
+    let currencies = crate::currencies::store::list_currencies(c, org).await?;
+    Ok(balances
+        .iter()
+        .filter(|b| programs.iter().any(|p| p.program_id == b.program_id))
+        .map(|b| {
+            let name = currencies.iter().find(|r| r.id == b.currency_id).map(|r| r.name.clone());
+            json!({"programId": b.program_id, "alternateCurrencyId": b.currency_id,
+                "alternateCurrencyName": name, "mainPoints": Fixed(b.current_points).to_f64(),
+                "promisedPoints": Fixed(b.promised_points).to_f64(),
+                "totalPoints": Fixed(b.current_points + b.promised_points).to_f64()})
+        })
+        .collect())
 }
 
 /// `GET /v2/customers/{id}/points/balance` — main, promised and total points in the default
@@ -319,6 +422,37 @@ pub struct LedgerQuery {
     sort_order: Option<String>,
     ledger_entry_type: Option<String>,
     point_category_type: Option<String>,
+    /// True: every alternate currency besides the points.
+    include_alternate_currencies: Option<bool>,
+    /// Comma-separated alternate currencies to read besides the points (840 for unknown ones).
+    alternate_currency_names: Option<String>,
+}
+
+/// The currencies a ledger read covers (None: the points only) and the names of the org's
+/// currencies by id.
+async fn ledger_currencies(
+    c: &mut impl Connection,
+    org: OrgId,
+    q: &LedgerQuery,
+) -> Result<(Option<Vec<i64>>, Vec<(i64, String)>), ApiError> {
+    let all = crate::currencies::store::list_currencies(c, org).await?;
+    let names: Vec<(i64, String)> = all.iter().map(|r| (r.id, r.name.clone())).collect();
+    let mut ids = vec![super::ledger::POINTS];
+    if let Some(list) = q.alternate_currency_names.as_deref().filter(|l| !l.trim().is_empty()) {
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let row = crate::currencies::service::resolve(c, org, name).await?;
+            ids.push(row.id);
+        }
+    } else if q.include_alternate_currencies.unwrap_or(false) {
+        ids.extend(all.iter().map(|r| r.id));
+    } else {
+        return Ok((None, names));
+    }
+    Ok((Some(ids), names))
+}
+
+fn currency_name(names: &[(i64, String)], id: i64) -> Value {
+    names.iter().find(|(i, _)| *i == id).map(|(_, n)| json!(n)).unwrap_or(Value::Null)
 }
 
 fn ledger_lookup(q: &LedgerQuery) -> BalanceQuery {
@@ -370,8 +504,11 @@ pub async fn ledger_info(
         kind: q.ledger_entry_type.clone().map(|k| k.trim().to_ascii_uppercase()),
         from: date("startDate", q.start_date.as_deref(), false)?,
         to: date("endDate", q.end_date.as_deref(), true)?,
+        currency_ids: None,
     };
     let mut conn = state.db.read().await?;
+    let (currency_ids, names) = ledger_currencies(&mut conn, principal.org, &q).await?;
+    let filter = store::LedgerFilter { currency_ids, ..filter };
     let total = store::count_entries(&mut conn, principal.org, &filter).await?;
     let rows = store::ledger_page(
         &mut conn,
@@ -391,7 +528,8 @@ pub async fn ledger_info(
                 "pointCategoryType": category(r.current_delta, r.promised_delta),
                 "programId": r.program_id, "tillId": r.till_id,
                 "points": Fixed(r.current_delta + r.promised_delta).to_f64(),
-                "balance": Fixed(r.balance).to_f64(), "alternateCurrencyName": Value::Null})
+                "balance": Fixed(r.balance).to_f64(),
+                "alternateCurrencyName": currency_name(&names, r.currency_id)})
         })
         .collect();
     let pages = (total + limit - 1) / limit;
@@ -425,22 +563,35 @@ pub async fn ledger_balance(
         kind: None,
         from: None,
         to: date("endDate", q.end_date.as_deref(), true)?,
+        currency_ids: None,
     };
     let mut conn = state.db.read().await?;
-    let sums = store::ledger_sums(&mut conn, principal.org, &filter).await?;
+    let (currency_ids, names) = ledger_currencies(&mut conn, principal.org, &q).await?;
+    let named = currency_ids.is_some();
+    let filter = store::LedgerFilter { currency_ids, ..filter };
+    let sums = store::ledger_sums_per_currency(&mut conn, principal.org, &filter).await?;
+    let mut currencies: Vec<i64> = sums.iter().map(|s| s.0).collect();
+    currencies.dedup();
     let mut rows = Vec::new();
-    for (name, pick) in [("REGULAR", 0usize), ("PROMISED", 1usize)] {
-        let mut running = 0i64;
-        for (kind, current, promised) in &sums {
-            let amount = if pick == 0 { *current } else { *promised };
-            if amount == 0 {
-                continue;
+    // Per currency (the points first), per point category, in the order the types first appear.
+    for currency in currencies {
+        for (name, pick) in [("REGULAR", 0usize), ("PROMISED", 1usize)] {
+            let mut running = 0i64;
+            for (_, kind, current, promised) in sums.iter().filter(|s| s.0 == currency) {
+                let amount = if pick == 0 { *current } else { *promised };
+                if amount == 0 {
+                    continue;
+                }
+                let opening = running;
+                running += amount;
+                let mut row = json!({"pointCategoryType": name, "ledgerEntryType": kind,
+                    "points": Fixed(amount).to_f64(),
+                    "openingBalance": Fixed(opening).to_f64(), "closingBalance": Fixed(running).to_f64()});
+                if named {
+                    row["alternateCurrencyName"] = currency_name(&names, currency);
+                }
+                rows.push(row);
             }
-            let opening = running;
-            running += amount;
-            rows.push(json!({"pointCategoryType": name, "ledgerEntryType": kind,
-                "points": Fixed(amount).to_f64(),
-                "openingBalance": Fixed(opening).to_f64(), "closingBalance": Fixed(running).to_f64()}));
         }
     }
     let wanted = |r: &Value| {

@@ -80,10 +80,14 @@ pub struct LotRow {
     pub awarded_at: i64,
     pub unlock_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// 0: the program's points; else the org's alternate currency of that id. Reads that do
+    /// not select the column get 0.
+    #[sqlx(default)]
+    pub currency_id: i64,
 }
 
 pub(crate) const LOT_COLUMNS: &str = "id, customer_id, program_id, kind, source, rule, transaction_id, \
-    line_item_id, awarded, remaining, reversed, awarded_at, unlock_at, expires_at";
+    line_item_id, awarded, remaining, reversed, awarded_at, unlock_at, expires_at, currency_id";
 
 /// A lot about to be created.
 #[derive(Clone, Debug)]
@@ -375,27 +379,39 @@ pub async fn insert_lot(
     org: OrgId,
     lot: &NewLot<'_>,
 ) -> Result<i64, DbError> {
+    insert_lot_in(c, org, 0, lot).await
+}
+
+/// [`insert_lot`] in a currency (0: the program's points).
+pub async fn insert_lot_in(
+    c: &mut impl Connection,
+    org: OrgId,
+    currency: i64,
+    lot: &NewLot<'_>,
+) -> Result<i64, DbError> {
     Ok(dispatch!(c, |e| {
         sqlx::query_scalar(
-        "INSERT INTO point_lots (org_id, customer_id, program_id, kind, source, rule, \
+            "INSERT INTO point_lots (org_id, customer_id, program_id, kind, source, rule, \
          transaction_id, line_item_id, awarded, remaining, awarded_at, unlock_at, expires_at, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13) RETURNING id"
-    )
-    .bind(org.0)
-    .bind(lot.customer_id)
-    .bind(lot.program_id)
-    .bind(lot.kind.as_str())
-    .bind(lot.source)
-    .bind(lot.rule)
-    .bind(lot.transaction_id)
-    .bind(lot.line_item_id)
-    .bind(lot.awarded)
-    .bind(lot.awarded_at)
-    .bind(lot.unlock_at)
-    .bind(lot.expires_at)
-    .bind(lot.awarded_at)
-    .fetch_one(e)
-    .await
+         created_at, currency_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $14) RETURNING id",
+        )
+        .bind(org.0)
+        .bind(lot.customer_id)
+        .bind(lot.program_id)
+        .bind(lot.kind.as_str())
+        .bind(lot.source)
+        .bind(lot.rule)
+        .bind(lot.transaction_id)
+        .bind(lot.line_item_id)
+        .bind(lot.awarded)
+        .bind(lot.awarded_at)
+        .bind(lot.unlock_at)
+        .bind(lot.expires_at)
+        .bind(lot.awarded_at)
+        .bind(currency)
+        .fetch_one(e)
+        .await
     })?)
 }
 
@@ -404,10 +420,21 @@ pub async fn insert_entry(
     org: OrgId,
     entry: &NewEntry<'_>,
 ) -> Result<i64, DbError> {
+    insert_entry_in(c, org, 0, entry).await
+}
+
+/// [`insert_entry`] in a currency (0: the program's points).
+pub async fn insert_entry_in(
+    c: &mut impl Connection,
+    org: OrgId,
+    currency: i64,
+    entry: &NewEntry<'_>,
+) -> Result<i64, DbError> {
     Ok(dispatch!(c, |e| sqlx::query_scalar(
         "INSERT INTO ledger_entries (org_id, customer_id, program_id, kind, current_delta, \
-         promised_delta, transaction_id, reference, rule, note, till_id, created_at, effective_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id"
+         promised_delta, transaction_id, reference, rule, note, till_id, created_at, effective_at, \
+         currency_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         RETURNING id"
     )
     .bind(org.0)
     .bind(entry.customer_id)
@@ -422,6 +449,7 @@ pub async fn insert_entry(
     .bind(entry.till_id)
     .bind(entry.created_at)
     .bind(entry.effective_at)
+    .bind(currency)
     .fetch_one(e)
     .await)?)
 }
@@ -466,9 +494,22 @@ pub async fn spendable_lots(
     now: i64,
     limit: i64,
 ) -> Result<Vec<LotRow>, DbError> {
+    spendable_lots_in(c, org, customer, program, 0, now, limit).await
+}
+
+/// [`spendable_lots`] of one currency (0: the program's points).
+pub async fn spendable_lots_in(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: i64,
+    program: i64,
+    currency: i64,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<LotRow>, DbError> {
     let sql = format!(
         "SELECT {LOT_COLUMNS} FROM point_lots WHERE org_id = $1 AND customer_id = $2 \
-         AND program_id = $3 AND kind = 'REGULAR' AND remaining > 0 \
+         AND program_id = $3 AND currency_id = $6 AND kind = 'REGULAR' AND remaining > 0 \
          AND (expires_at IS NULL OR expires_at > $4) \
          ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, awarded_at, id \
          LIMIT $5"
@@ -479,6 +520,7 @@ pub async fn spendable_lots(
         .bind(program)
         .bind(now)
         .bind(limit)
+        .bind(currency)
         .fetch_all(e)
         .await)?)
 }
@@ -564,14 +606,27 @@ pub async fn entry_sums(
     customer: i64,
     program: i64,
 ) -> Result<Vec<(String, i64, i64)>, DbError> {
+    entry_sums_in(c, org, customer, program, 0).await
+}
+
+/// [`entry_sums`] of one currency (0: the program's points).
+pub async fn entry_sums_in(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: i64,
+    program: i64,
+    currency: i64,
+) -> Result<Vec<(String, i64, i64)>, DbError> {
     Ok(dispatch!(c, |e| sqlx::query_as::<_, (String, i64, i64)>(
         "SELECT kind, CAST(COALESCE(SUM(current_delta), 0) AS BIGINT), \
          CAST(COALESCE(SUM(promised_delta), 0) AS BIGINT) FROM ledger_entries \
-         WHERE org_id = $1 AND customer_id = $2 AND program_id = $3 GROUP BY kind"
+         WHERE org_id = $1 AND customer_id = $2 AND program_id = $3 AND currency_id = $4 \
+         GROUP BY kind"
     )
     .bind(org.0)
     .bind(customer)
     .bind(program)
+    .bind(currency)
     .fetch_all(e)
     .await)?)
 }
@@ -626,7 +681,8 @@ pub async fn points_since(
     Ok(dispatch!(c, |e| sqlx::query_scalar::<_, i64>(
         "SELECT CAST(COALESCE(SUM(current_delta + promised_delta), 0) AS BIGINT) \
          FROM ledger_entries WHERE org_id = $1 AND customer_id = $2 AND program_id = $3 \
-         AND kind IN ('AWARD', 'PROMISED_AWARD', 'RETURN') AND effective_at >= $4"
+         AND currency_id = 0 AND kind IN ('AWARD', 'PROMISED_AWARD', 'RETURN') \
+         AND effective_at >= $4"
     )
     .bind(org.0)
     .bind(customer)
@@ -937,12 +993,29 @@ pub struct LedgerFilter {
     /// Bounds on `effective_at`, inclusive.
     pub from: Option<i64>,
     pub to: Option<i64>,
+    /// The currencies read (0: the programs' points); None: the points only.
+    pub currency_ids: Option<Vec<i64>>,
 }
 
-/// `WHERE` of a ledger read: binds $1..$7 (org, customer, program, till, kind, from, to).
+impl LedgerFilter {
+    /// The currency set as bound: `,0,3,` (ids between commas).
+    fn currency_set(&self) -> String {
+        match &self.currency_ids {
+            None => ",0,".into(),
+            Some(ids) => {
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                format!(",{},", list.join(","))
+            }
+        }
+    }
+}
+
+/// `WHERE` of a ledger read: binds $1..$8 (org, customer, program, till, kind, from, to, and
+/// the currency set).
 const LEDGER_WHERE: &str = "e.org_id = $1 AND e.customer_id = $2 \
     AND ($3 = 0 OR e.program_id = $3) AND ($4 = 0 OR e.till_id = $4) \
-    AND ($5 = '' OR e.kind = $5) AND e.effective_at >= $6 AND e.effective_at <= $7";
+    AND ($5 = '' OR e.kind = $5) AND e.effective_at >= $6 AND e.effective_at <= $7 \
+    AND $8 LIKE '%,' || CAST(e.currency_id AS TEXT) || ',%'";
 
 /// A ledger entry with the program's balance (current and promised) right after it.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -957,6 +1030,7 @@ pub struct LedgerLine {
     pub till_id: Option<i64>,
     pub effective_at: i64,
     pub balance: i64,
+    pub currency_id: i64,
 }
 
 macro_rules! bind_filter {
@@ -968,6 +1042,7 @@ macro_rules! bind_filter {
             .bind($f.kind.clone().unwrap_or_default())
             .bind($f.from.unwrap_or(i64::MIN))
             .bind($f.to.unwrap_or(i64::MAX))
+            .bind($f.currency_set())
     };
 }
 
@@ -996,9 +1071,10 @@ pub async fn ledger_page(
         "SELECT e.id, e.program_id, e.kind, e.current_delta, e.promised_delta, e.transaction_id, \
          e.reference, e.till_id, e.effective_at, CAST((SELECT COALESCE(SUM(x.current_delta + \
          x.promised_delta), 0) FROM ledger_entries x WHERE x.org_id = e.org_id \
-         AND x.customer_id = e.customer_id AND x.program_id = e.program_id AND x.id <= e.id) \
-         AS BIGINT) AS balance FROM ledger_entries e WHERE {LEDGER_WHERE} \
-         ORDER BY e.id {order} LIMIT $8 OFFSET $9"
+         AND x.customer_id = e.customer_id AND x.program_id = e.program_id \
+         AND x.currency_id = e.currency_id AND x.id <= e.id) AS BIGINT) AS balance, \
+         e.currency_id FROM ledger_entries e WHERE {LEDGER_WHERE} \
+         ORDER BY e.id {order} LIMIT $9 OFFSET $10"
     );
     Ok(dispatch!(c, |e| bind_filter!(sqlx::query_as::<_, LedgerLine>(&sql), org, f)
         .bind(limit)
@@ -1019,6 +1095,23 @@ pub async fn ledger_sums(
          WHERE {LEDGER_WHERE} GROUP BY e.kind ORDER BY MIN(e.id)"
     );
     Ok(dispatch!(c, |e| bind_filter!(sqlx::query_as::<_, (String, i64, i64)>(&sql), org, f)
+        .fetch_all(e)
+        .await)?)
+}
+
+/// Sums of current and promised deltas per currency and entry kind (by currency, kinds in the
+/// order they first appear), for the ledger balance read over several currencies.
+pub async fn ledger_sums_per_currency(
+    c: &mut impl Connection,
+    org: OrgId,
+    f: &LedgerFilter,
+) -> Result<Vec<(i64, String, i64, i64)>, DbError> {
+    let sql = format!(
+        "SELECT e.currency_id, e.kind, CAST(COALESCE(SUM(e.current_delta), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(e.promised_delta), 0) AS BIGINT) FROM ledger_entries e \
+         WHERE {LEDGER_WHERE} GROUP BY e.currency_id, e.kind ORDER BY e.currency_id, MIN(e.id)"
+    );
+    Ok(dispatch!(c, |e| bind_filter!(sqlx::query_as::<_, (i64, String, i64, i64)>(&sql), org, f)
         .fetch_all(e)
         .await)?)
 }

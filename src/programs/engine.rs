@@ -12,8 +12,8 @@ use serde_json::Map;
 
 use super::expr::{self, CompiledExpr, Facts, Sample, Yields};
 use super::model::{
-    DowngradeMode, EarnTrigger, ExpiryKind, ProgramDoc, ProgramError, ProgramId, RoundingMode,
-    TierCriterion, TierMetric,
+    DowngradeMode, EarnTrigger, ExpiryDoc, ExpiryKind, ProgramDoc, ProgramError, ProgramId,
+    RoundingMode, TierCriterion, TierMetric,
 };
 
 /// What rules see as `bill` (money as plain numbers in the org's base currency).
@@ -79,6 +79,9 @@ pub struct RuleOutcome {
     /// An evaluation failure (e.g. a missing field at bill time); the rule then awards nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The alternate currency the rule awards (None: points).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 /// The tier-relevant numbers of a customer in one program.
@@ -125,6 +128,7 @@ struct CompiledRule {
     on: EarnTrigger,
     when: Option<CompiledExpr>,
     points: CompiledExpr,
+    currency: Option<String>,
 }
 
 /// Most tiers, earn rules and stores one program may hold.
@@ -176,7 +180,13 @@ impl CompiledProgram {
                 &env,
                 &sample,
             )?;
-            rules.push(CompiledRule { name: rule.name.clone(), on: rule.on, when, points });
+            rules.push(CompiledRule {
+                name: rule.name.clone(),
+                on: rule.on,
+                when,
+                points,
+                currency: rule.currency.clone(),
+            });
         }
         Ok(CompiledProgram {
             id,
@@ -274,6 +284,7 @@ impl CompiledProgram {
             matched: false,
             points: Decimal::ZERO,
             error: None,
+            currency: rule.currency.clone(),
         };
         if let Some(when) = &rule.when {
             match when.execute(&self.env, facts) {
@@ -396,25 +407,7 @@ impl CompiledProgram {
     /// When points awarded at `awarded_at_millis` expire (the last millisecond of a local day);
     /// None when they never do.
     pub fn points_expiry(&self, awarded_at_millis: i64, tz: Tz) -> Option<i64> {
-        let expiry = &self.doc.expiry;
-        let awarded = local_date(awarded_at_millis, tz)?;
-        let day = match expiry.kind {
-            ExpiryKind::Never => return None,
-            ExpiryKind::Rolling => match (expiry.days, expiry.months) {
-                (Some(days), _) if days > 0 => {
-                    awarded.checked_add_days(chrono::Days::new(u64::from(days)))?
-                }
-                (_, Some(months)) => awarded.checked_add_months(Months::new(months))?,
-                _ => return None,
-            },
-            ExpiryKind::EndOfPeriod => {
-                let first = awarded.with_day(1)?;
-                let target = first.checked_add_months(Months::new(expiry.months.unwrap_or(0)))?;
-                target.checked_add_months(Months::new(1))?.pred_opt()?
-            }
-            ExpiryKind::FixedDate => self.fixed_date?,
-        };
-        end_of_day(day, tz)
+        expiry_instant(&self.doc.expiry, self.fixed_date, awarded_at_millis, tz)
     }
 
     /// When promised points awarded at `awarded_at_millis` unlock; None when they are redeemable
@@ -432,6 +425,34 @@ impl CompiledProgram {
     }
 }
 
+/// When an award made at `awarded_at_millis` under the expiry rule `expiry` lapses (the last
+/// millisecond of a local day); None when it never does. `fixed_date` is `expiry.date` parsed.
+pub fn expiry_instant(
+    expiry: &ExpiryDoc,
+    fixed_date: Option<NaiveDate>,
+    awarded_at_millis: i64,
+    tz: Tz,
+) -> Option<i64> {
+    let awarded = local_date(awarded_at_millis, tz)?;
+    let day = match expiry.kind {
+        ExpiryKind::Never => return None,
+        ExpiryKind::Rolling => match (expiry.days, expiry.months) {
+            (Some(days), _) if days > 0 => {
+                awarded.checked_add_days(chrono::Days::new(u64::from(days)))?
+            }
+            (_, Some(months)) => awarded.checked_add_months(Months::new(months))?,
+            _ => return None,
+        },
+        ExpiryKind::EndOfPeriod => {
+            let first = awarded.with_day(1)?;
+            let target = first.checked_add_months(Months::new(expiry.months.unwrap_or(0)))?;
+            target.checked_add_months(Months::new(1))?.pred_opt()?
+        }
+        ExpiryKind::FixedDate => fixed_date?,
+    };
+    end_of_day(day, tz)
+}
+
 fn failed(rule: &CompiledRule, line_item: Option<usize>, error: &str) -> RuleOutcome {
     RuleOutcome {
         rule: rule.name.clone(),
@@ -440,6 +461,7 @@ fn failed(rule: &CompiledRule, line_item: Option<usize>, error: &str) -> RuleOut
         matched: false,
         points: Decimal::ZERO,
         error: Some(error.to_string()),
+        currency: rule.currency.clone(),
     }
 }
 
@@ -476,13 +498,13 @@ fn number_to_decimal(value: &Value) -> Result<Decimal, String> {
 }
 
 /// The local calendar date of an instant.
-fn local_date(millis: i64, tz: Tz) -> Option<NaiveDate> {
+pub fn local_date(millis: i64, tz: Tz) -> Option<NaiveDate> {
     let utc = DateTime::<Utc>::from_timestamp_millis(millis)?;
     Some(utc.with_timezone(&tz).date_naive())
 }
 
 /// The first instant of local day `day` (its midnight, or the first existing time after a gap).
-fn start_of_day(day: NaiveDate, tz: Tz) -> Option<i64> {
+pub fn start_of_day(day: NaiveDate, tz: Tz) -> Option<i64> {
     let midnight = day.and_hms_opt(0, 0, 0)?;
     // A DST gap at midnight: the day starts at the first local time that exists (within 24 h).
     for quarter in 0..96 {
@@ -495,7 +517,7 @@ fn start_of_day(day: NaiveDate, tz: Tz) -> Option<i64> {
 }
 
 /// The last millisecond of local day `day`: the next local midnight minus 1 ms.
-fn end_of_day(day: NaiveDate, tz: Tz) -> Option<i64> {
+pub fn end_of_day(day: NaiveDate, tz: Tz) -> Option<i64> {
     start_of_day(day.succ_opt()?, tz).map(|next| next - 1)
 }
 
@@ -535,6 +557,9 @@ fn validate(doc: &ProgramDoc) -> Result<Option<NaiveDate>, ProgramError> {
         return Err(ProgramError::invalid("earn", format!("at most {EARN_RULES_MAX} rules")));
     }
     for (i, rule) in doc.earn.iter().enumerate() {
+        if let Some(currency) = &rule.currency {
+            check_name(&format!("earn[{i}].currency"), currency)?;
+        }
         let field = format!("earn[{i}].name");
         check_name(&field, &rule.name)?;
         if doc.earn[..i].iter().any(|r| r.name == rule.name) {
@@ -656,7 +681,12 @@ fn validate_tiers(doc: &ProgramDoc) -> Result<(), ProgramError> {
 }
 
 fn validate_expiry(doc: &ProgramDoc) -> Result<Option<NaiveDate>, ProgramError> {
-    let e = &doc.expiry;
+    validate_expiry_doc("expiry", &doc.expiry)
+}
+
+/// Checks an expiry rule (the program's, or an alternate currency's); errors name fields under
+/// `field` (`expiry.days`). Returns the parsed `fixedDate`.
+pub fn validate_expiry_doc(field: &str, e: &ExpiryDoc) -> Result<Option<NaiveDate>, ProgramError> {
     let kind = match e.kind {
         ExpiryKind::Rolling => "rolling",
         ExpiryKind::EndOfPeriod => "endOfPeriod",
@@ -664,17 +694,20 @@ fn validate_expiry(doc: &ProgramDoc) -> Result<Option<NaiveDate>, ProgramError> 
         ExpiryKind::Never => "never",
     };
     let refuse = |key: &str| {
-        Err(ProgramError::invalid(format!("expiry.{key}"), format!("not allowed with type {kind}")))
+        Err(ProgramError::invalid(
+            format!("{field}.{key}"),
+            format!("not allowed with type {kind}"),
+        ))
     };
     if e.days.is_some_and(|days| days > EXPIRY_DAYS_MAX) {
         return Err(ProgramError::invalid(
-            "expiry.days",
+            format!("{field}.days"),
             format!("must be at most {EXPIRY_DAYS_MAX}"),
         ));
     }
     if e.months.is_some_and(|months| months > EXPIRY_MONTHS_MAX) {
         return Err(ProgramError::invalid(
-            "expiry.months",
+            format!("{field}.months"),
             format!("must be at most {EXPIRY_MONTHS_MAX}"),
         ));
     }
@@ -687,7 +720,7 @@ fn validate_expiry(doc: &ProgramDoc) -> Result<Option<NaiveDate>, ProgramError> 
             let months = e.months.unwrap_or(0);
             if (days > 0) == (months > 0) || e.days.is_some() == e.months.is_some() {
                 return Err(ProgramError::invalid(
-                    "expiry",
+                    field,
                     "rolling expiry needs exactly one of days or months, greater than 0",
                 ));
             }
@@ -702,7 +735,7 @@ fn validate_expiry(doc: &ProgramDoc) -> Result<Option<NaiveDate>, ProgramError> 
             }
             if e.months.is_none() {
                 return Err(ProgramError::invalid(
-                    "expiry.months",
+                    format!("{field}.months"),
                     "is required with type endOfPeriod",
                 ));
             }
@@ -717,7 +750,7 @@ fn validate_expiry(doc: &ProgramDoc) -> Result<Option<NaiveDate>, ProgramError> 
             }
             let Some(date) = &e.date else {
                 return Err(ProgramError::invalid(
-                    "expiry.date",
+                    format!("{field}.date"),
                     "is required with type fixedDate",
                 ));
             };
@@ -726,7 +759,7 @@ fn validate_expiry(doc: &ProgramDoc) -> Result<Option<NaiveDate>, ProgramError> 
                 .filter(|_| date.len() == 10)
                 .ok_or_else(|| {
                     ProgramError::invalid(
-                        "expiry.date",
+                        format!("{field}.date"),
                         format!("'{date}' is not a YYYY-MM-DD date"),
                     )
                 })?;
@@ -801,7 +834,13 @@ mod tests {
     }
 
     fn rule(name: &str, on: EarnTrigger, when: Option<&str>, points: &str) -> EarnRuleDoc {
-        EarnRuleDoc { name: name.into(), on, when: when.map(Into::into), points: points.into() }
+        EarnRuleDoc {
+            name: name.into(),
+            on,
+            when: when.map(Into::into),
+            points: points.into(),
+            currency: None,
+        }
     }
 
     fn millis(tz: Tz, y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {

@@ -91,6 +91,10 @@ pub struct EarnRuleDoc {
     pub when: Option<String>,
     /// A numeric expression giving the points.
     pub points: String,
+    /// The org's alternate currency (by name) the rule awards instead of points; absent means
+    /// the program's points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,6 +265,7 @@ impl ProgramDoc {
                 on: EarnTrigger::Transaction,
                 when: None,
                 points: "bill.amount * 0.1".into(),
+                currency: None,
             }],
             expiry: ExpiryDoc::default(),
             promised: PromisedDoc::default(),
@@ -285,6 +290,9 @@ pub enum ProgramError {
     /// The org has no program at all (not even the default one).
     #[error("The org has no loyalty program")]
     NoProgram,
+    /// An earn rule names a currency the org does not have (or has deactivated).
+    #[error("{field}: '{name}' is not an active alternate currency of the org")]
+    UnknownCurrency { field: String, name: String },
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
 }
@@ -308,6 +316,9 @@ impl From<ProgramError> for crate::error::ApiError {
             }
             ProgramError::Invalid { .. } => {
                 ApiError::with_message(Code::InvalidInput, e.to_string())
+            }
+            ProgramError::UnknownCurrency { .. } => {
+                ApiError::with_message(Code::UnknownAlternateCurrency, e.to_string())
             }
         }
     }

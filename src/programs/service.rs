@@ -295,6 +295,16 @@ pub async fn save_program(
     // Compiling is the validation: nothing is written unless every expression compiles.
     let compiled = CompiledProgram::compile(id, version, doc, store_ids)?;
     let doc = &compiled.doc;
+    for (i, rule) in doc.earn.iter().enumerate() {
+        if let Some(name) = &rule.currency
+            && crate::currencies::service::for_award(&mut tx, org, name).await?.is_none()
+        {
+            return Err(ProgramError::UnknownCurrency {
+                field: format!("earn[{i}].currency"),
+                name: name.clone(),
+            });
+        }
+    }
     let document = serde_json::to_string(doc.as_ref()).unwrap_or_default();
 
     let (id, version) = match &existing {

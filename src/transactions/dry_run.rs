@@ -91,8 +91,26 @@ pub async fn dry_run(
     let facts = customer_facts(&mut conn, org, customer, &program, &account).await?;
     let bill = service::facts_of_input(&input, &store_code);
     let rules = program.evaluate_bill(&bill, &facts);
-    let total =
-        rules.iter().filter(|r| r.matched).fold(rust_decimal::Decimal::ZERO, |a, r| a + r.points);
+    let total = rules
+        .iter()
+        .filter(|r| r.matched && r.currency.is_none())
+        .fold(rust_decimal::Decimal::ZERO, |a, r| a + r.points);
+    // Alternate currencies the bill would earn, per currency name, in the order first earned.
+    let mut currencies: Vec<(String, rust_decimal::Decimal)> = Vec::new();
+    for rule in rules.iter().filter(|r| r.matched) {
+        let Some(name) = &rule.currency else { continue };
+        match currencies.iter_mut().find(|(n, _)| n == name) {
+            Some((_, value)) => *value += rule.points,
+            None => currencies.push((name.clone(), rule.points)),
+        }
+    }
+    let currencies: Vec<serde_json::Value> = currencies
+        .iter()
+        .map(|(name, value)| {
+            json!({"alternateCurrencyName": name,
+                "value": Fixed::from_decimal(*value).unwrap_or_default().to_f64()})
+        })
+        .collect();
     let mut metrics = service::tier_metrics(
         &mut conn,
         &program,
@@ -114,6 +132,7 @@ pub async fn dry_run(
             "customerId": customer,
             "rules": rules,
             "totalPoints": Fixed::from_decimal(total).unwrap_or_default().to_f64(),
+            "alternateCurrencies": currencies,
             "promised": program.unlock_at(now).is_some(),
             "pointsExpiryDate": program.points_expiry(now, tz).map(super::time::iso_utc),
             "tier": {"current": program.tier_name(account.tier_number), "after": program.tier_name(tier_after)},

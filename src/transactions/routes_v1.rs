@@ -163,6 +163,11 @@ fn effects_v1(effects: &[SideEffect]) -> Value {
                 json!({"type": "tier", "change_type": change_type,
                 "previous_slab": from, "current_slab": to})
             }
+            SideEffect::AlternateCurrency { currency, value, expires_at, program_id, .. } => {
+                json!({"type": "alternate_currency", "alternate_currency_name": currency,
+                "awarded_value": value.to_f64(), "program_id": program_id,
+                "expiry_date": expires_at.map(time::iso_utc).unwrap_or_default()})
+            }
         })
         .collect();
     json!({"effect": list})

@@ -153,6 +153,16 @@ pub enum SideEffect {
         to: String,
         expires_at: Option<i64>,
     },
+    /// An alternate currency awarded by the program's rules.
+    AlternateCurrency {
+        program_id: i64,
+        currency: String,
+        value: Fixed,
+        awarded_at: i64,
+        expires_at: Option<i64>,
+        promised: bool,
+        rules: Vec<String>,
+    },
 }
 
 impl SideEffect {
@@ -174,6 +184,26 @@ impl SideEffect {
                 "previousTier": from, "newTier": to,
                 "tierExpiryDate": expires_at.map(crate::transactions::time::iso_utc),
             }),
+            SideEffect::AlternateCurrency {
+                program_id,
+                currency,
+                value,
+                awarded_at,
+                expires_at,
+                promised,
+                rules,
+            } => {
+                let mut v = json!({"type": "alternateCurrency", "alternateCurrencyName": currency,
+                    "awardedValue": value.to_f64()});
+                if raw {
+                    v["programId"] = json!(program_id);
+                    v["awardOn"] = json!(crate::transactions::time::iso_utc(*awarded_at));
+                    v["expiryDate"] = json!(expires_at.map(crate::transactions::time::iso_utc));
+                    v["strategyIds"] = json!(rules);
+                    v["pointsType"] = json!(if *promised { "PROMISED" } else { "REGULAR" });
+                }
+                v
+            }
         }
     }
 }
@@ -842,6 +872,7 @@ async fn evaluate(
         let unlock_at = program.unlock_at(ctx.now);
         let mut rules = Vec::new();
         let mut awarded = Fixed::ZERO;
+        let mut currencies = CurrencyAwards::default();
         for outcome in outcomes.iter().filter(|o| o.matched) {
             let Some(points) = Fixed::from_decimal(outcome.points).filter(|p| p.is_positive())
             else {
@@ -850,24 +881,25 @@ async fn evaluate(
             let line_item_id = outcome.line_item.and_then(|i| sale_lines.get(i)).map(|l| l.id);
             let source =
                 if outcome.on == EarnTrigger::LineItem { "LINE_ITEM" } else { "TRANSACTION" };
-            ledger::award(
-                c,
-                scope,
-                &Award {
-                    points,
-                    source,
-                    rule: &outcome.rule,
-                    transaction_id: Some(txn.id),
-                    line_item_id,
-                    awarded_at: ctx.now,
-                    unlock_at,
-                    expires_at,
-                },
-            )
-            .await?;
+            let award = Award {
+                points,
+                source,
+                rule: &outcome.rule,
+                transaction_id: Some(txn.id),
+                line_item_id,
+                awarded_at: ctx.now,
+                unlock_at,
+                expires_at,
+            };
+            if let Some(currency) = &outcome.currency {
+                currencies.award(c, &program, scope, tz, currency, award).await?;
+                continue;
+            }
+            ledger::award(c, scope, &award).await?;
             awarded = awarded + points;
             rules.push(outcome.rule.clone());
         }
+        side_effects.extend(currencies.finish(c, scope, Some(txn.id)).await?);
         if awarded.is_positive() {
             net = net + awarded;
             side_effects.push(SideEffect::Points {
@@ -904,6 +936,92 @@ async fn evaluate(
     )
     .await?;
     Ok(Evaluated { program_id: Some(program.id.0), points: net, side_effects, log })
+}
+
+/// What one evaluation awarded of one alternate currency.
+struct CurrencyTotal {
+    id: i64,
+    name: String,
+    value: Fixed,
+    expires_at: Option<i64>,
+    promised: bool,
+    rules: Vec<String>,
+}
+
+/// The alternate currencies one evaluation awards, summed per currency for its side effects.
+#[derive(Default)]
+struct CurrencyAwards {
+    /// In the order first awarded.
+    totals: Vec<CurrencyTotal>,
+    awarded_at: i64,
+}
+
+impl CurrencyAwards {
+    /// Awards `award` in the org's currency `name`, as a lot of that currency with the
+    /// currency's expiry rule (else the program's). A currency deactivated since the program was
+    /// saved awards nothing.
+    async fn award(
+        &mut self,
+        c: &mut impl Connection,
+        program: &CompiledProgram,
+        scope: Scope,
+        tz: Tz,
+        name: &str,
+        award: Award<'_>,
+    ) -> Result<(), TransactionError> {
+        let Some(currency) = crate::currencies::service::for_award(c, scope.org, name).await?
+        else {
+            tracing::warn!(org = scope.org.0, currency = name, "rule names an inactive currency");
+            return Ok(());
+        };
+        let expires_at =
+            crate::currencies::service::award_expiry(&currency, program, award.awarded_at, tz);
+        let award = Award { expires_at, ..award };
+        ledger::award_in(c, scope, currency.id, &award).await?;
+        self.awarded_at = award.awarded_at;
+        let promised = award.unlock_at.is_some_and(|at| at > scope.now);
+        match self.totals.iter_mut().find(|t| t.id == currency.id) {
+            Some(total) => {
+                total.value = total.value + award.points;
+                total.rules.push(award.rule.to_string());
+            }
+            None => self.totals.push(CurrencyTotal {
+                id: currency.id,
+                name: currency.name,
+                value: award.points,
+                expires_at,
+                promised,
+                rules: vec![award.rule.to_string()],
+            }),
+        }
+        Ok(())
+    }
+
+    /// The side effects of what was awarded, with a `currency.awarded` event per currency.
+    async fn finish(
+        self,
+        c: &mut impl Connection,
+        scope: Scope,
+        transaction: Option<i64>,
+    ) -> Result<Vec<SideEffect>, TransactionError> {
+        let mut effects = Vec::with_capacity(self.totals.len());
+        for CurrencyTotal { id, name, value, expires_at, promised, rules } in self.totals {
+            events::raise(c, scope.org, None, NewEvent { event_type: "currency.awarded", entity_type: "CUSTOMER",
+                entity_id: scope.customer, payload: json!({"customerId": scope.customer, "programId": scope.program,
+                    "alternateCurrencyId": id, "alternateCurrencyName": name, "value": value.to_f64(),
+                    "transactionId": transaction}) }).await?;
+            effects.push(SideEffect::AlternateCurrency {
+                program_id: scope.program,
+                currency: name,
+                value,
+                awarded_at: self.awarded_at,
+                expires_at,
+                promised,
+                rules,
+            });
+        }
+        Ok(effects)
+    }
 }
 
 /// `total * num / den`, rounded half up to a multiple of `unit` (all in ten-thousandths).
@@ -966,84 +1084,101 @@ async fn reverse_points(
         .filter(|l| l.source != crate::points::adjust::MANUAL_SOURCE)
         .collect();
     let full = plan.return_type == ReturnType::Full || plan.state_after == "FULL";
-    let mut wanted = Vec::new();
-    let mut by_amount = Vec::new();
-    for lot in lots {
-        match (lot.line_item_id, plan.return_type) {
-            (Some(line_id), ReturnType::LineItem) => {
-                let Some(line) = plan.lines.iter().find(|l| l.parent_line.id == line_id) else {
-                    continue;
-                };
-                let target = if line.qty_after.0 >= line.parent_line.qty {
-                    lot.awarded
-                } else {
-                    share(lot.awarded, line.qty_after.0, line.parent_line.qty, unit)
-                };
-                let amount = (target.min(lot.awarded) - lot.reversed).max(0);
-                if amount > 0 {
-                    wanted.push((lot, Fixed(amount)));
+    let mut currencies: Vec<i64> = lots.iter().map(|l| l.currency_id).collect();
+    currencies.sort_unstable();
+    currencies.dedup();
+    let mut points_taken = Fixed::ZERO;
+    // Points and each alternate currency give back, each from its own lots, their share of what
+    // the returned part of the sale earned.
+    for currency in currencies {
+        let mut wanted = Vec::new();
+        let mut by_amount = Vec::new();
+        for lot in lots.iter().filter(|l| l.currency_id == currency).cloned() {
+            match (lot.line_item_id, plan.return_type) {
+                (Some(line_id), ReturnType::LineItem) => {
+                    let Some(line) = plan.lines.iter().find(|l| l.parent_line.id == line_id) else {
+                        continue;
+                    };
+                    let target = if line.qty_after.0 >= line.parent_line.qty {
+                        lot.awarded
+                    } else {
+                        share(lot.awarded, line.qty_after.0, line.parent_line.qty, unit)
+                    };
+                    let amount = (target.min(lot.awarded) - lot.reversed).max(0);
+                    if amount > 0 {
+                        wanted.push((lot, Fixed(amount)));
+                    }
                 }
+                _ => by_amount.push(lot),
             }
-            _ => by_amount.push(lot),
+        }
+        // The amount-proportional lots: their total target, split by award size, less what each
+        // already gave back; the split is then nudged so that the deltas add up to the total exactly.
+        let awarded: i64 = by_amount.iter().map(|l| l.awarded).sum();
+        let target =
+            if full { awarded } else { share(awarded, plan.returned_after.0, parent.amount, unit) };
+        let already: i64 = by_amount.iter().map(|l| l.reversed).sum();
+        let total = (target - already).max(0);
+        let weights: Vec<i64> = by_amount.iter().map(|l| l.awarded).collect();
+        let targets = apportion(target, &weights);
+        let mut deltas: Vec<i64> = by_amount
+            .iter()
+            .zip(&targets)
+            .map(|(l, t)| (t.min(&l.awarded) - l.reversed).max(0))
+            .collect();
+        let mut excess = deltas.iter().sum::<i64>() - total;
+        for delta in deltas.iter_mut().rev() {
+            if excess <= 0 {
+                break;
+            }
+            let cut = (*delta).min(excess);
+            *delta -= cut;
+            excess -= cut;
+        }
+        for (delta, lot) in deltas.iter_mut().zip(&by_amount) {
+            if excess >= 0 {
+                break;
+            }
+            let room = (lot.awarded - lot.reversed - *delta).clamp(0, -excess);
+            *delta += room;
+            excess += room;
+        }
+        for (lot, delta) in by_amount.into_iter().zip(deltas) {
+            if delta > 0 {
+                wanted.push((lot, Fixed(delta)));
+            }
+        }
+        if wanted.is_empty() {
+            continue;
+        }
+        for (lot, amount) in &wanted {
+            points_store::add_reversed(c, ctx.org, lot.id, amount.0).await?;
+        }
+        let meta = EntryMeta {
+            transaction_id: Some(txn.id),
+            reference: &parent.bill_number,
+            note: "return",
+            ..EntryMeta::default()
+        };
+        let allow_negative = program.doc.returns.allow_negative_balance;
+        let result =
+            ledger::take_back_in(c, scope, currency, &wanted, allow_negative, meta).await?;
+        if result.taken.is_positive() {
+            let (event_type, currency_id) = if currency == ledger::POINTS {
+                ("points.reversed", Value::Null)
+            } else {
+                ("currency.reversed", json!(currency))
+            };
+            events::raise(c, ctx.org, None, NewEvent { event_type, entity_type: "CUSTOMER", entity_id: scope.customer,
+                payload: json!({"customerId": scope.customer, "programId": scope.program, "points": result.taken.to_f64(),
+                    "alternateCurrencyId": currency_id,
+                    "transactionId": txn.id, "parentTransactionId": parent.id, "forgiven": result.forgiven.to_f64()}) }).await?;
+        }
+        if currency == ledger::POINTS {
+            points_taken = result.taken;
         }
     }
-    // The amount-proportional lots: their total target, split by award size, less what each
-    // already gave back; the split is then nudged so that the deltas add up to the total exactly.
-    let awarded: i64 = by_amount.iter().map(|l| l.awarded).sum();
-    let target =
-        if full { awarded } else { share(awarded, plan.returned_after.0, parent.amount, unit) };
-    let already: i64 = by_amount.iter().map(|l| l.reversed).sum();
-    let total = (target - already).max(0);
-    let weights: Vec<i64> = by_amount.iter().map(|l| l.awarded).collect();
-    let targets = apportion(target, &weights);
-    let mut deltas: Vec<i64> = by_amount
-        .iter()
-        .zip(&targets)
-        .map(|(l, t)| (t.min(&l.awarded) - l.reversed).max(0))
-        .collect();
-    let mut excess = deltas.iter().sum::<i64>() - total;
-    for delta in deltas.iter_mut().rev() {
-        if excess <= 0 {
-            break;
-        }
-        let cut = (*delta).min(excess);
-        *delta -= cut;
-        excess -= cut;
-    }
-    for (delta, lot) in deltas.iter_mut().zip(&by_amount) {
-        if excess >= 0 {
-            break;
-        }
-        let room = (lot.awarded - lot.reversed - *delta).clamp(0, -excess);
-        *delta += room;
-        excess += room;
-    }
-    for (lot, delta) in by_amount.into_iter().zip(deltas) {
-        if delta > 0 {
-            wanted.push((lot, Fixed(delta)));
-        }
-    }
-    if wanted.is_empty() {
-        return Ok(Fixed::ZERO);
-    }
-    for (lot, amount) in &wanted {
-        points_store::add_reversed(c, ctx.org, lot.id, amount.0).await?;
-    }
-    let meta = EntryMeta {
-        transaction_id: Some(txn.id),
-        reference: &parent.bill_number,
-        note: "return",
-        ..EntryMeta::default()
-    };
-    let result =
-        ledger::take_back(c, scope, &wanted, program.doc.returns.allow_negative_balance, meta)
-            .await?;
-    if result.taken.is_positive() {
-        events::raise(c, ctx.org, None, NewEvent { event_type: "points.reversed", entity_type: "CUSTOMER", entity_id: scope.customer,
-            payload: json!({"customerId": scope.customer, "programId": scope.program, "points": result.taken.to_f64(),
-                "transactionId": txn.id, "parentTransactionId": parent.id, "forgiven": result.forgiven.to_f64()}) }).await?;
-    }
-    Ok(result.taken)
+    Ok(points_taken)
 }
 
 /// Moves the customer up at once when their metrics reach a higher tier; returns the side effect.
@@ -1062,8 +1197,26 @@ pub async fn upgrade_tier(
     else {
         return Ok(None);
     };
+    // A tier set by hand stands until its hold ends, unless it asked to be re-assessed at the
+    // next activity: then the metrics decide, downwards too, and the hold ends.
+    let hold =
+        crate::loyalty::store::tier_hold(c, scope.org, scope.customer, scope.program).await?;
+    let reassess = match &hold {
+        Some(h) if !h.reassess && h.held_until.is_none_or(|until| until > scope.now) => {
+            return Ok(None);
+        }
+        Some(h) => {
+            crate::loyalty::store::delete_tier_hold(c, scope.org, scope.customer, scope.program)
+                .await?;
+            h.reassess
+        }
+        None => false,
+    };
     let metrics = tier_metrics(c, program, scope, tz, &account).await?;
     let target = program.qualifying_tier(&metrics);
+    if reassess && target < account.tier_number {
+        return reassess_down(c, program, scope, tz, &account, target, transaction).await.map(Some);
+    }
     if target <= account.tier_number {
         return Ok(None);
     }
@@ -1096,6 +1249,48 @@ pub async fn upgrade_tier(
         to: program.tier_name(target).to_string(),
         expires_at,
     }))
+}
+
+/// Moves a manually set tier down to the one the metrics qualify for, when the adjustment asked
+/// for re-assessment at the next activity.
+async fn reassess_down(
+    c: &mut impl Connection,
+    program: &CompiledProgram,
+    scope: Scope,
+    tz: Tz,
+    account: &points_store::AccountRow,
+    target: i32,
+    transaction: Option<i64>,
+) -> Result<SideEffect, TransactionError> {
+    let expires_at = if target > 1 { program.tier_expiry(scope.now, tz) } else { None };
+    points_store::set_tier(
+        c,
+        scope.org,
+        scope.customer,
+        scope.program,
+        target,
+        scope.now,
+        expires_at,
+    )
+    .await?;
+    record_tier_change(
+        c,
+        program,
+        scope,
+        "DOWNGRADE",
+        account.tier_number,
+        target,
+        transaction,
+        expires_at,
+    )
+    .await?;
+    Ok(SideEffect::Tier {
+        program_id: scope.program,
+        change_type: "DOWNGRADE",
+        from: program.tier_name(account.tier_number).to_string(),
+        to: program.tier_name(target).to_string(),
+        expires_at,
+    })
 }
 
 /// Records a tier move and raises its event.
@@ -1515,6 +1710,8 @@ async fn end_tier_period(
     current: &points_store::AccountRow,
     ended_at: i64,
 ) -> Result<(), TransactionError> {
+    // A manual tier's hold ends with its period: from now on the program's rules apply.
+    crate::loyalty::store::delete_tier_hold(tx, scope.org, scope.customer, scope.program).await?;
     // The period that ended is measured, not the rolling window before `now`.
     let metrics = period_metrics(tx, scope, current, ended_at).await?;
     let tier = current.tier_number;
@@ -1699,29 +1896,30 @@ pub async fn award_registration(
     let unlock_at = program.unlock_at(now);
     let mut awarded = Fixed::ZERO;
     let mut rules = Vec::new();
+    let mut currencies = CurrencyAwards::default();
     for outcome in outcomes.iter().filter(|o| o.matched) {
         let Some(points) = Fixed::from_decimal(outcome.points).filter(|p| p.is_positive()) else {
             continue;
         };
-        ledger::award(
-            tx,
-            scope,
-            &Award {
-                points,
-                source: "REGISTRATION",
-                rule: &outcome.rule,
-                transaction_id: None,
-                line_item_id: None,
-                awarded_at: now,
-                unlock_at,
-                expires_at,
-            },
-        )
-        .await?;
+        let award = Award {
+            points,
+            source: "REGISTRATION",
+            rule: &outcome.rule,
+            transaction_id: None,
+            line_item_id: None,
+            awarded_at: now,
+            unlock_at,
+            expires_at,
+        };
+        if let Some(currency) = &outcome.currency {
+            currencies.award(tx, &program, scope, tz, currency, award).await?;
+            continue;
+        }
+        ledger::award(tx, scope, &award).await?;
         awarded = awarded + points;
         rules.push(outcome.rule.clone());
     }
-    let mut effects = Vec::new();
+    let mut effects = currencies.finish(tx, scope, None).await?;
     if awarded.is_positive() {
         effects.push(SideEffect::Points {
             program_id: program.id.0,
