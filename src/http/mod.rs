@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::behavioral::router())
         .merge(crate::webhooks::router())
         .merge(crate::points::router())
+        .merge(crate::coupons::router())
         .merge(crate::comms::router())
         .merge(crate::audit::router())
         .route_layer(from_fn(envelope::render_envelopes))

@@ -112,6 +112,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::behavioral::ApiDoc::openapi());
     doc.merge(crate::webhooks::ApiDoc::openapi());
     doc.merge(crate::points::ApiDoc::openapi());
+    doc.merge(crate::coupons::ApiDoc::openapi());
     doc.merge(crate::comms::ApiDoc::openapi());
     doc.merge(crate::audit::ApiDoc::openapi());
     doc

@@ -8,6 +8,7 @@ mod auth;
 mod behavioral;
 mod cli;
 mod comms;
+mod coupons;
 mod customers;
 mod customers_v1;
 mod envelopes;
