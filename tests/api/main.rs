@@ -9,6 +9,7 @@ mod behavioral;
 mod cli;
 mod comms;
 mod coupons;
+mod coupons_concurrency;
 mod customers;
 mod customers_v1;
 mod envelopes;
