@@ -10,6 +10,7 @@ mod cli;
 mod comms;
 mod coupons;
 mod coupons_concurrency;
+mod coupons_lifecycle;
 mod coupons_v1;
 mod customers;
 mod customers_v1;
