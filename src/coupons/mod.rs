@@ -6,15 +6,19 @@
 //! - [`model`]: the series document, codes and their case, status filters, [`model::CouponError`].
 //! - [`store`]: the SQL of series, coupons, redemptions and upload jobs.
 //! - [`service`]: the rules: issue, redeem (and check), reactivate, revoke, expiry, reads.
-//! - [`routes_v2`], [`routes_v1`]: the v2 and v1.1 handlers.
+//! - [`upload`]: CSV upload jobs: streaming into staged rows, processing in bounded batches.
+//! - [`routes_v2`], [`routes_v1`], [`routes_upload`]: the v2, v1.1 and upload handlers.
 
 pub mod model;
+pub mod routes_upload;
 pub mod routes_v1;
 pub mod routes_v2;
 pub mod service;
 pub mod store;
+pub mod upload;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use utoipa::OpenApi;
 
@@ -42,6 +46,20 @@ pub fn router() -> Router<AppState> {
         .route("/v1.1/coupon/isredeemable", get(routes_v1::is_redeemable))
         .route("/v1.1/coupon/redeem", post(routes_v1::redeem))
         .route("/v1.1/coupon/resend", get(routes_v1::resend))
+        .route(
+            "/coupon/api/v1/upload/file/{id}",
+            post(routes_upload::upload_codes).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/coupon/api/v1/upload/redeemFile/{id}",
+            post(routes_upload::upload_redemptions).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/coupon/api/v1/upload/getUploadStatus/{id}", get(routes_upload::upload_status))
+        .route(
+            "/coupon/api/v1/upload/getRedeemUploadStatus/{id}",
+            get(routes_upload::redeem_upload_status),
+        )
+        .route("/coupon/api/v1/upload/errorFile/{id}", get(routes_upload::error_file))
 }
 
 #[derive(OpenApi)]
@@ -68,5 +86,10 @@ pub fn router() -> Router<AppState> {
     routes_v1::is_redeemable,
     routes_v1::redeem,
     routes_v1::resend,
+    routes_upload::upload_codes,
+    routes_upload::upload_redemptions,
+    routes_upload::upload_status,
+    routes_upload::redeem_upload_status,
+    routes_upload::error_file,
 ))]
 pub struct ApiDoc;

@@ -1668,6 +1668,15 @@ pub async fn details(
 /// Raises `coupon.expired` once for each coupon that lapsed (its own expiry, or its series'
 /// end), at most `batch` coupons per call; the number announced.
 pub async fn announce_expired(db: &Db, now: i64, batch: i64) -> Result<usize, DbError> {
+    // Look first with a read, so that an idle server does not open write transactions.
+    {
+        let mut conn = db.read().await?;
+        let lapsed = store::lapsed_coupons(&mut conn, now, 1).await?;
+        let ended = store::ended_series(&mut conn, now, 1).await?;
+        if lapsed.is_empty() && ended.is_empty() {
+            return Ok(0);
+        }
+    }
     let mut tx = db.begin_write().await?;
     let mut announced = 0;
     for row in store::lapsed_coupons(&mut tx, now, batch).await? {

@@ -1,10 +1,12 @@
 //! Background jobs of a running server: the purge of expired idempotency keys, the loyalty jobs
 //! (expiry, unlock, tier renewal, queued bills), the webhook worker and message delivery (each in
-//! its own task, so that slow receivers never hold up the other jobs).
+//! its own task, so that slow receivers never hold up the other jobs), and the coupon jobs
+//! (expiry announcements, CSV uploads) after each loyalty pass.
 //!
 //! Each job is idempotent and bounded per run, so several instances may run it at once safely.
 
 pub mod comms;
+pub mod coupons;
 pub mod loyalty;
 pub mod webhooks;
 
@@ -38,7 +40,10 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle
         loop {
             tokio::select! {
                 _ = ticker.tick() => purge_idempotency_keys(&state).await,
-                _ = loyalty_ticker.tick() => loyalty::run_once(&state).await,
+                _ = loyalty_ticker.tick() => {
+                    loyalty::run_once(&state).await;
+                    coupons::run_once(&state, now_millis()).await;
+                }
                 _ = shutdown.changed() => break,
             }
         }

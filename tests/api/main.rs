@@ -11,6 +11,7 @@ mod comms;
 mod coupons;
 mod coupons_concurrency;
 mod coupons_lifecycle;
+mod coupons_upload;
 mod coupons_v1;
 mod customers;
 mod customers_v1;
