@@ -517,6 +517,20 @@ fn validate(doc: &ProgramDoc) -> Result<Option<NaiveDate>, ProgramError> {
                 format!("duplicate rule name '{}'", rule.name),
             ));
         }
+        if let Some(coupon) = &rule.coupon {
+            if rule.on != EarnTrigger::Transaction {
+                return Err(ProgramError::invalid(
+                    format!("earn[{i}].coupon"),
+                    "only transaction rules can issue coupons",
+                ));
+            }
+            if coupon.series_id <= 0 {
+                return Err(ProgramError::invalid(
+                    format!("earn[{i}].coupon.seriesId"),
+                    "must be a coupon series id",
+                ));
+            }
+        }
     }
     let fixed_date = validate_expiry(doc)?;
     if doc.promised.delay_days > PROMISED_DELAY_DAYS_MAX {
@@ -766,7 +780,13 @@ mod tests {
     }
 
     fn rule(name: &str, on: EarnTrigger, when: Option<&str>, points: &str) -> EarnRuleDoc {
-        EarnRuleDoc { name: name.into(), on, when: when.map(Into::into), points: points.into() }
+        EarnRuleDoc {
+            name: name.into(),
+            on,
+            when: when.map(Into::into),
+            points: points.into(),
+            coupon: None,
+        }
     }
 
     fn millis(tz: Tz, y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {

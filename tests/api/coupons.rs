@@ -15,6 +15,7 @@ backend_tests!(
     another_org_sees_nothing,
     codes_match_ignoring_case_and_show_in_the_asked_case,
     issue_limits_and_the_existing_voucher,
+    bills_issue_coupons_through_earn_rules,
 );
 
 pub const TILL_PASSWORD: &str = "till-pass-1";
@@ -476,4 +477,59 @@ async fn issue_limits_and_the_existing_voucher(backend: Backend) {
     let long = "x".repeat(51);
     let body = json!({"seriesIds": [many], "customer": {"mobile": "919900000009"}, "metadata": {"notes": long}});
     assert_eq!(refused(&app.post_json("/v2/coupon/bulk/issue", &app.basic(), &body).await), 629);
+}
+
+async fn bills_issue_coupons_through_earn_rules(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    add_customer(&app, "919900000010").await;
+    let series = create_series(
+        &app,
+        json!({"maxCreate": 1, "isMultipleVouchersPerUserAllowed": true,
+        "expiryStrategyType": "DAYS", "expiryStrategyValue": 30}),
+    )
+    .await;
+    let program = json!({"name": "Default", "default": true, "tiers": [{"name": "Base"}],
+        "earn": [{"name": "base", "on": "transaction", "when": "true", "points": "bill.amount * 0.1"},
+                 {"name": "big-bill", "on": "transaction", "when": "bill.amount >= 1000.0",
+                  "coupon": {"seriesId": series}}]});
+    crate::transactions::set_program(&app, &program).await;
+    let bill = |number: &str, amount: f64| {
+        json!({"type": "REGULAR", "billNumber": number, "billAmount": amount,
+            "billingDate": "2026-01-10T10:00:00+05:30"})
+    };
+    let uri = "/v2/transactions?identifierName=mobile&identifierValue=919900000010&source=INSTORE&rawSideEffects=true";
+    let r = app.post_json(uri, &app.basic(), &bill("SMALL-1", 100.0)).await;
+    r.assert_status(200);
+    assert!(!r.body.contains("\"coupon\""), "{}", r.body);
+    let r = app.post_json(uri, &app.basic(), &bill("BIG-1", 1500.0)).await;
+    r.assert_status(200);
+    let effects = r.json()["sideEffects"].as_array().unwrap().clone();
+    let coupon =
+        effects.iter().find(|e| e["type"] == "coupon").unwrap_or_else(|| panic!("{}", r.body));
+    assert_eq!(coupon["seriesId"], series);
+    assert_eq!(coupon["discountType"], "ABS");
+    assert_eq!(coupon["strategyIds"], json!(["big-bill"]));
+    assert!(effects.iter().any(|e| e["type"] == "points"), "points still awarded: {}", r.body);
+    let code = coupon["couponCode"].as_str().unwrap().to_string();
+    let read = app.get(&format!("/v2/coupon?couponCodes={code}"), &app.basic()).await;
+    assert_eq!(read.json()[0]["status"], "ACTIVE_UNREDEEMED", "{}", read.body);
+    // maxCreate reached: the bill still goes through, without a coupon.
+    let r = app.post_json(uri, &app.basic(), &bill("BIG-2", 2000.0)).await;
+    r.assert_status(200);
+    assert!(
+        r.json()["sideEffects"].as_array().unwrap().iter().all(|e| e["type"] != "coupon"),
+        "{}",
+        r.body
+    );
+    assert_eq!(series_json(&app, series).await["numIssued"], 1);
+    // The coupon is the customer's to redeem.
+    redeem(&app, &code, "919900000010").await.assert_status(200);
+    // A coupon on a line-item rule is refused when the program is saved.
+    let bad = json!({"name": "Default", "default": true, "tiers": [{"name": "Base"}],
+        "earn": [{"name": "items", "on": "lineItem", "coupon": {"seriesId": series}}]});
+    let list = app.get("/x/perks/v1/programs", &app.admin()).await.json();
+    let id = list["data"][0]["id"].as_i64().unwrap();
+    let r = app.put_json(&format!("/x/perks/v1/programs/{id}"), &app.admin(), &bad).await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    assert!(r.body.contains("earn[0].coupon"), "{}", r.body);
 }

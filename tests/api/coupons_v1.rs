@@ -179,11 +179,11 @@ async fn coupon_details_and_customer_coupons(backend: Backend) {
         }
     };
     assert_eq!(list("").await.len(), 2);
-    assert_eq!(list("&status=redeemed").await, [used.clone()]);
-    assert_eq!(list("&status=unredeemed").await, [unused.clone()]);
+    assert_eq!(list("&status=redeemed").await, vec![used.clone()]);
+    assert_eq!(list("&status=unredeemed").await, vec![unused.clone()]);
     assert_eq!(list("&status=expired").await, Vec::<String>::new());
-    assert_eq!(list(&format!("&series_id={other_series}")).await, [unused.clone()]);
-    assert_eq!(list("&limit=1&sort_order=asc").await, [used.clone()]);
+    assert_eq!(list(&format!("&series_id={other_series}")).await, vec![unused.clone()]);
+    assert_eq!(list("&limit=1&sort_order=asc").await, vec![used.clone()]);
     assert_eq!(list("&start_date=2001-01-01&end_date=2001-12-31").await, Vec::<String>::new());
     let r = app.get("/v1.1/customer/coupons?mobile=919920000003&status=lost", &app.basic()).await;
     assert_eq!(item_code(&r, "/response/customers/customer/0/item_status/code"), 629, "{}", r.body);
