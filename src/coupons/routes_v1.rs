@@ -549,6 +549,7 @@ async fn redeem_one(
         details: String::new(),
         source: "API",
         upload_job_id: None,
+        check_bill_amount: true,
     };
     let codes = [code];
     let (customer, done) = service::redeem(&state.db, principal, &codes, &customer, &ctx)

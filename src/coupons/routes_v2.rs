@@ -467,6 +467,7 @@ fn redeem_context(principal: &Principal, body: &Value) -> Result<RedeemContext, 
         details: String::new(),
         source: "API",
         upload_job_id: None,
+        check_bill_amount: true,
     })
 }
 
@@ -634,6 +635,7 @@ pub(crate) async fn check_each(
         store_id: principal.store.map(|s| s.0),
         till_id: principal.till.map(|t| t.0),
         source: "API",
+        check_bill_amount: false,
         ..RedeemContext::default()
     };
     let mut out = Vec::with_capacity(codes.len());

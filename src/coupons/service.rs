@@ -821,6 +821,9 @@ pub struct RedeemContext {
     /// `API` or `UPLOAD`.
     pub source: &'static str,
     pub upload_job_id: Option<i64>,
+    /// False for checks made without a bill (is_redeemable): the series' bill amount window is
+    /// then left for the redemption.
+    pub check_bill_amount: bool,
 }
 
 /// One code of a redemption (or of its check), as checked.
@@ -928,6 +931,7 @@ fn check_coupon(
         return Err(CouponError::AlreadyRedeemed(code));
     }
     if let Some(min) = config.min_bill_amount
+        && ctx.check_bill_amount
         && ctx.bill_amount.is_none_or(|amount| amount < min)
     {
         return Err(CouponError::RedemptionRefused(format!(

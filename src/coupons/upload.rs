@@ -994,6 +994,7 @@ async fn redemption_row(
         details,
         source: "UPLOAD",
         upload_job_id: Some(job.id),
+        check_bill_amount: true,
     };
     service::redeem_in(tx, org, None, std::slice::from_ref(&code), &customer, &ctx, true)
         .await

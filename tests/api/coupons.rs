@@ -339,6 +339,17 @@ async fn refusals_get_their_codes(backend: Backend) {
     let window = create_series(&app, json!({"minBillAmount": 1000})).await;
     let window_code = issue(&app, window, "919900000003").await;
     assert_eq!(refused(&redeem(&app, &window_code, "919900000003").await), 709);
+    // A check without a bill leaves the bill amount window for the redemption.
+    let check = app
+        .get(
+            &format!("/v2/coupon/is_redeemable?mobile=919900000003&code={window_code}"),
+            &app.basic(),
+        )
+        .await;
+    assert_eq!(check.json()["redemption"][0]["isRedeemable"], true, "{}", check.body);
+    let body = json!({"redemptionRequestList": [{"code": window_code}], "user": {"mobile": "919900000003"},
+        "billAmount": 1000});
+    app.post_json("/v2/coupon/redeem", &app.basic(), &body).await.assert_status(200);
     let body = json!({"redemptionRequestList": [{"code": window_code}], "user": {}});
     assert_eq!(refused(&app.post_json("/v2/coupon/redeem", &app.basic(), &body).await), 629);
 
@@ -346,11 +357,11 @@ async fn refusals_get_their_codes(backend: Backend) {
     assert_eq!(refused(&issue_raw(&app, &app.basic(), 999999, "919900000003").await), 707);
     assert_eq!(refused(&issue_raw(&app, &app.basic(), series, "919900008888").await), 701);
 
-    // Nothing but the one good redemption was written.
-    assert_eq!(count_where(&app, "SELECT COUNT(*) FROM coupon_redemptions").await, 1);
+    // Nothing but the two good redemptions was written.
+    assert_eq!(count_where(&app, "SELECT COUNT(*) FROM coupon_redemptions").await, 2);
     assert_eq!(
         count_where(&app, "SELECT CAST(SUM(num_redeemed) AS BIGINT) FROM coupon_series").await,
-        1
+        2
     );
 }
 
