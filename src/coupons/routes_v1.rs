@@ -550,6 +550,7 @@ async fn redeem_one(
         source: "API",
         upload_job_id: None,
         check_bill_amount: true,
+        bulk: !single,
     };
     let codes = [code];
     let (customer, done) = service::redeem(&state.db, principal, &codes, &customer, &ctx)

@@ -231,7 +231,7 @@ pub async fn get_series(
     let ids = params
         .all("ids")
         .iter()
-        .map(|s| s.parse::<i64>().map_err(|_| CouponError::SeriesNotFound(-1)))
+        .map(|s| s.parse::<i64>().map_err(|_| CouponError::invalid("ids must be series ids")))
         .collect::<Result<Vec<_>, _>>()?;
     if ids.is_empty() || ids.len() > SERIES_PER_REQUEST_MAX {
         return Err(CouponError::invalid(format!(
@@ -468,6 +468,7 @@ fn redeem_context(principal: &Principal, body: &Value) -> Result<RedeemContext, 
         source: "API",
         upload_job_id: None,
         check_bill_amount: true,
+        bulk: false,
     })
 }
 

@@ -824,6 +824,9 @@ pub struct RedeemContext {
     /// False for checks made without a bill (is_redeemable): the series' bill amount window is
     /// then left for the redemption.
     pub check_bill_amount: bool,
+    /// True when the request redeems several coupons (even one per item, as v1.1 batches do):
+    /// only single-coupon requests are the VoucherRedemption notification.
+    pub bulk: bool,
 }
 
 /// One code of a redemption (or of its check), as checked.
@@ -1172,7 +1175,7 @@ pub async fn redeem_in(
                 entity_id: row.id,
                 payload: json!({"couponId": row.id, "redemptionId": id, "seriesId": row.series_id,
                 "customerId": customer.id, "transactionNumber": ctx.transaction_number,
-                "source": ctx.source, "bulk": codes.len() > 1}),
+                "source": ctx.source, "bulk": ctx.bulk || codes.len() > 1}),
             },
         )
         .await
@@ -1684,8 +1687,12 @@ pub async fn announce_expired(db: &Db, now: i64, batch: i64) -> Result<usize, Db
     let mut tx = db.begin_write().await?;
     let mut announced = 0;
     for row in store::lapsed_coupons(&mut tx, now, batch).await? {
+        // Revoked and pool coupons are marked too (so that the next run does not meet them
+        // again), but only issued, active ones are announced.
         if store::mark_expiry_raised(&mut tx, OrgId(row.org_id), row.id).await? {
-            raise_expired(&mut tx, &row).await?;
+            if row.status == "ACTIVE" && row.issued_at.is_some() {
+                raise_expired(&mut tx, &row).await?;
+            }
             announced += 1;
         }
     }

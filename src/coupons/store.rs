@@ -754,7 +754,7 @@ pub async fn redemptions_of(
         .await)?)
 }
 
-/// Coupons whose own expiry has passed and that were not announced as expired yet.
+/// Coupons whose own expiry has passed and that were not marked as announced yet.
 pub async fn lapsed_coupons(
     c: &mut impl Connection,
     now: i64,
@@ -762,7 +762,7 @@ pub async fn lapsed_coupons(
 ) -> Result<Vec<CouponRow>, DbError> {
     let sql = format!(
         "SELECT {COUPON_COLUMNS} FROM coupons WHERE expiry_raised = FALSE AND expires_at <= $1 \
-         AND status = 'ACTIVE' AND issued_at IS NOT NULL ORDER BY expires_at LIMIT $2"
+         ORDER BY expires_at LIMIT $2"
     );
     Ok(dispatch!(c, |e| sqlx::query_as::<_, CouponRow>(&sql)
         .bind(now)

@@ -995,6 +995,7 @@ async fn redemption_row(
         source: "UPLOAD",
         upload_job_id: Some(job.id),
         check_bill_amount: true,
+        bulk: true,
     };
     service::redeem_in(tx, org, None, std::slice::from_ref(&code), &customer, &ctx, true)
         .await

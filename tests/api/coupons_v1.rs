@@ -85,6 +85,10 @@ async fn check_then_redeem_in_a_batch(backend: Backend) {
     assert_eq!(items[0]["discount_type"], "ABS");
     assert!(items[0]["redemption_id"].as_i64().is_some());
     assert_eq!(items[1]["item_status"]["code"], 710);
+    // A batch of several coupons is not the single-coupon (VoucherRedemption) notification.
+    let bulk = "SELECT COUNT(*) FROM domain_events WHERE event_type = 'coupon.redeemed' \
+                AND payload LIKE '%\"bulk\":true%'";
+    assert_eq!(crate::coupons::count_where(&app, bulk).await, 1);
     // The redemption's custom field and bill were kept.
     let read = app.get(&format!("/v2/coupon?couponCodes={code}"), &app.basic()).await;
     assert_eq!(read.json()[0]["redemptions"][0]["customFields"]["channel"], "pos", "{}", read.body);
