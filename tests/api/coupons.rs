@@ -16,6 +16,8 @@ backend_tests!(
     codes_match_ignoring_case_and_show_in_the_asked_case,
     issue_limits_and_the_existing_voucher,
     bills_issue_coupons_through_earn_rules,
+    retries_with_an_idempotency_key_act_once,
+    openapi_lists_the_coupon_apis,
 );
 
 pub const TILL_PASSWORD: &str = "till-pass-1";
@@ -543,4 +545,77 @@ async fn bills_issue_coupons_through_earn_rules(backend: Backend) {
     let r = app.put_json(&format!("/x/perks/v1/programs/{id}"), &app.admin(), &bad).await;
     assert_eq!(r.status.as_u16(), 400, "{}", r.body);
     assert!(r.body.contains("earn[0].coupon"), "{}", r.body);
+}
+
+async fn retries_with_an_idempotency_key_act_once(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    add_customer(&app, "919900000011").await;
+    let series = create_series(&app, json!({"isMultipleVouchersPerUserAllowed": true})).await;
+    let send = |uri: &'static str, key: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            app.send(
+                crate::helpers::request(axum::http::Method::POST, uri)
+                    .header("authorization", app.basic())
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", key)
+                    .body(axum::body::Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let issue_body = json!({"seriesId": series, "customer": {"mobile": "919900000011"}});
+    let first = send("/v2/coupon/issue", "issue-1", issue_body.clone()).await;
+    let again = send("/v2/coupon/issue", "issue-1", issue_body).await;
+    first.assert_status(200);
+    assert_eq!(first.json()["code"], again.json()["code"]);
+    assert_eq!(again.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    assert_eq!(series_json(&app, series).await["numIssued"], 1);
+    let code = first.json()["code"].as_str().unwrap().to_string();
+    let body =
+        json!({"redemptionRequestList": [{"code": code}], "user": {"mobile": "919900000011"}});
+    let first = send("/v2/coupon/redeem", "redeem-1", body.clone()).await;
+    let again = send("/v2/coupon/redeem", "redeem-1", body).await;
+    first.assert_status(200);
+    again.assert_status(200);
+    assert_eq!(first.json()["redemptionId"], again.json()["redemptionId"]);
+    assert_eq!(count_where(&app, "SELECT COUNT(*) FROM coupon_redemptions").await, 1);
+}
+
+async fn openapi_lists_the_coupon_apis(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let r = app.get("/openapi.json", &app.basic()).await;
+    r.assert_status(200);
+    let paths = r.json()["paths"].as_object().unwrap().clone();
+    for path in [
+        "/v2/coupon/series",
+        "/v2/coupon/series/{seriesId}",
+        "/v2/coupon/issue",
+        "/v2/coupon/bulk/issue",
+        "/v2/coupon/issue/multiple",
+        "/v2/coupon/redeem",
+        "/v2/coupon/bulk/redeem",
+        "/v2/coupon/is_redeemable",
+        "/v2/coupon/reactivate",
+        "/v2/coupon",
+        "/v2/customers/coupons",
+        "/v2/customers/{customerId}/coupons",
+        "/v2/coupon/bulk/expiry",
+        "/v2/coupon/revoke",
+        "/v1.1/coupon/series",
+        "/v1.1/coupon/get",
+        "/v1.1/customer/coupons",
+        "/v1.1/coupon/isredeemable",
+        "/v1.1/coupon/redeem",
+        "/v1.1/coupon/resend",
+        "/coupon/api/v1/upload/file/{couponSeriesId}",
+        "/coupon/api/v1/upload/redeemFile/{couponSeriesId}",
+        "/coupon/api/v1/upload/getUploadStatus/{couponSeriesId}",
+        "/coupon/api/v1/upload/getRedeemUploadStatus/{couponSeriesId}",
+        "/coupon/api/v1/upload/errorFile/{jobId}",
+    ] {
+        assert!(paths.contains_key(path), "OpenAPI lacks {path}");
+    }
+    assert!(paths["/v2/coupon/redeem"].get("put").is_some(), "PUT /v2/coupon/redeem");
 }
