@@ -551,6 +551,7 @@ async fn redeem_one(
         upload_job_id: None,
         check_bill_amount: true,
         bulk: !single,
+        deferred_series_count: None,
     };
     let codes = [code];
     let (customer, done) = service::redeem(&state.db, principal, &codes, &customer, &ctx)

@@ -469,6 +469,7 @@ fn redeem_context(principal: &Principal, body: &Value) -> Result<RedeemContext, 
         upload_job_id: None,
         check_bill_amount: true,
         bulk: false,
+        deferred_series_count: None,
     })
 }
 

@@ -827,6 +827,11 @@ pub struct RedeemContext {
     /// True when the request redeems several coupons (even one per item, as v1.1 batches do):
     /// only single-coupon requests are the VoucherRedemption notification.
     pub bulk: bool,
+    /// Set by a caller that redeems many rows in one transaction (the upload job) and moves the
+    /// series counter itself, once, after its rows: the redemptions of the series it has made
+    /// so far and not yet counted. The series row is then not locked row after row, which would
+    /// hold it while later rows wait for coupons that live redemptions hold (a deadlock).
+    pub deferred_series_count: Option<i64>,
 }
 
 /// One code of a redemption (or of its check), as checked.
@@ -1099,8 +1104,9 @@ pub async fn redeem_in(
                 ));
             }
         }
-        let pending_here = pending_series.get(&row.series_id).copied().unwrap_or(1);
-        if !commit
+        let pending_here = pending_series.get(&row.series_id).copied().unwrap_or(1)
+            + ctx.deferred_series_count.unwrap_or(0);
+        if (!commit || ctx.deferred_series_count.is_some())
             && let Some(max) = limit(series.row.max_redeem)
             && series.row.num_redeemed + pending_here > max
         {
@@ -1198,6 +1204,9 @@ pub async fn redeem_in(
         .await
         .map_err(|e| (i, e.into()))?;
         done.push(Redeemed { quote, redemption_id: id });
+    }
+    if ctx.deferred_series_count.is_some() {
+        return Ok(done);
     }
     // Last, in series order: the series rows are held (PostgreSQL) only until the commit.
     for (series_id, n) in &pending_series {

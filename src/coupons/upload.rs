@@ -710,12 +710,17 @@ async fn process_batch(
         }
     };
     let tz = org_zone(&mut tx, org).await?;
+    let redemptions = job.kind == UploadKind::Redemptions.as_str();
+    if redemptions {
+        lock_batch_coupons(&mut tx, org, &settings, &rows).await?;
+    }
     let mut last = processed;
     let mut batch_ok = 0;
     for (number, line) in &rows {
         last = *number;
         let outcome =
-            process_row(&mut tx, org, job, &settings, &series, *number, line, tz, now).await?;
+            process_row(&mut tx, org, job, &settings, &series, *number, line, tz, now, batch_ok)
+                .await?;
         let (status, code, message) = match outcome {
             RowOutcome::Ok => {
                 ok += 1;
@@ -740,6 +745,16 @@ async fn process_batch(
         .execute(e)
         .await
         .map(|r| r.rows_affected()))?;
+    }
+    // The redemptions of the batch move the series counter once, last; when live redemptions
+    // took the series past its limit meanwhile, the batch is rolled back and its rows run again
+    // (they then meet the limit row by row).
+    if redemptions
+        && batch_ok > 0
+        && !store::count_redeemed(&mut tx, org, series.id(), batch_ok, now).await?
+    {
+        drop(tx);
+        return Ok(BatchOutcome::Processed(0));
     }
     dispatch!(&mut tx, |e| sqlx::query(
         "UPDATE coupon_upload_jobs SET processed_rows = $2, success_count = $3, error_count = $4, \
@@ -769,6 +784,50 @@ async fn process_batch(
     .await?;
     tx.commit().await?;
     Ok(BatchOutcome::Processed(rows.len() as i64))
+}
+
+/// Locks (PostgreSQL) the coupons a batch of redemption rows names, in id order, before any
+/// other lock of the batch: the order a live redemption takes them in (coupon, then the
+/// customer's standing, then the series), so that the two can never wait on each other in a
+/// cycle. Rows that name no coupon of the org are left to fail on their own.
+async fn lock_batch_coupons(
+    tx: &mut Tx,
+    org: OrgId,
+    settings: &UploadSettings,
+    rows: &[(i64, String)],
+) -> Result<(), DbError> {
+    if !matches!(tx.exec(), Exec::Postgres(_)) {
+        return Ok(());
+    }
+    let column =
+        settings.columns.get(if settings.coupon_by_id { "couponId" } else { "couponCode" });
+    let Some(column) = column.copied() else { return Ok(()) };
+    let mut ids = Vec::with_capacity(rows.len());
+    for (_, line) in rows {
+        let Some(cell) = split_csv(line).ok().and_then(|f| f.get(column).cloned()) else {
+            continue;
+        };
+        let found = if settings.coupon_by_id {
+            match cell.parse::<i64>() {
+                Ok(id) => store::coupon_by_id(tx, org, id, false).await?,
+                Err(_) => None,
+            }
+        } else {
+            match code_key(&cell) {
+                Ok(key) => store::coupon_by_key(tx, org, &key, false).await?,
+                Err(_) => None,
+            }
+        };
+        if let Some(row) = found {
+            ids.push(row.id);
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        store::coupon_by_id(tx, org, id, true).await?;
+    }
+    Ok(())
 }
 
 async fn fail_job(db: &Db, job: i64, reason: &str, now: i64) -> Result<BatchOutcome, DbError> {
@@ -805,12 +864,13 @@ async fn process_row(
     line: &str,
     tz: chrono_tz::Tz,
     now: i64,
+    redeemed_in_batch: i64,
 ) -> Result<RowOutcome, DbError> {
     savepoint(tx, "SAVEPOINT coupon_upload_row").await?;
     let result = if job.kind == UploadKind::Codes.as_str() {
         code_row(tx, org, job, settings, series, number, line, tz, now).await
     } else {
-        redemption_row(tx, org, job, settings, series, number, line).await
+        redemption_row(tx, org, job, settings, series, number, line, redeemed_in_batch).await
     };
     match result {
         Ok(outcome) => {
@@ -911,6 +971,7 @@ async fn code_row(
 }
 
 /// A redemption row, by the columns of `uploadHeaders`.
+#[allow(clippy::too_many_arguments)]
 async fn redemption_row(
     tx: &mut Tx,
     org: OrgId,
@@ -919,6 +980,7 @@ async fn redemption_row(
     series: &Series,
     number: i64,
     line: &str,
+    redeemed_in_batch: i64,
 ) -> Result<RowOutcome, CouponError> {
     let fields = split_csv(line)?;
     let column = |key: &str| settings.columns.get(key).copied();
@@ -996,6 +1058,7 @@ async fn redemption_row(
         upload_job_id: Some(job.id),
         check_bill_amount: true,
         bulk: true,
+        deferred_series_count: Some(redeemed_in_batch),
     };
     service::redeem_in(tx, org, None, std::slice::from_ref(&code), &customer, &ctx, true)
         .await

@@ -16,6 +16,7 @@ backend_tests!(
     redemptions_made_elsewhere_are_imported_once,
     bad_uploads_are_refused,
     a_large_file_is_processed_in_batches,
+    imports_and_live_redemptions_run_together,
 );
 
 const BOUNDARY: &str = "perks-test-boundary";
@@ -327,4 +328,100 @@ async fn a_large_file_is_processed_in_batches(backend: Backend) {
     assert_eq!(status["successCount"], ROWS as i64, "{status}");
     assert_eq!(status["errorCount"], 0);
     assert_eq!(count_where(&app, "SELECT COUNT(*) FROM coupons").await, ROWS as i64);
+}
+
+async fn imports_and_live_redemptions_run_together(backend: Backend) {
+    let Some(app) = TestApp::with_settings(backend, |s| {
+        s.rate_limit.enabled = false;
+        s.sqlite.busy_timeout_ms = 120_000;
+        s.postgres.acquire_timeout_ms = 120_000;
+    })
+    .await
+    else {
+        return;
+    };
+    add_customer(&app, "919940000010").await;
+    let series = create_series(
+        &app,
+        json!({"isSMSDisabled": true,
+        "isMultipleVouchersPerUserAllowed": true, "maxRedeem": 250}),
+    )
+    .await;
+    let body = json!({"seriesId": series, "count": 300, "customer": {"mobile": "919940000010"}});
+    let r = app.post_json("/v2/coupon/issue/multiple", &app.basic(), &body).await;
+    r.assert_status(200);
+    let codes: Vec<String> = r.json()["coupons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap().to_string())
+        .collect();
+    // The file redeems the first 200 codes; live requests redeem codes 100..300 at the same time,
+    // so 100 codes are wanted by both, and the series allows 250 redemptions in all.
+    let till = app.org.till_id;
+    let mut file = String::new();
+    for (i, code) in codes[..200].iter().enumerate() {
+        file.push_str(&format!(
+            "919940000010,{code},{},{till}\n",
+            1_760_000_000_000_i64 + i as i64
+        ));
+    }
+    let fields = [
+        ("customerIdentifier", "MOBILE"),
+        ("couponIdentifier", "COUPON_CODE"),
+        (
+            "uploadHeaders",
+            r#"{"mobile": 0, "couponCode": 1, "redeemedDateInMillis": 2, "redeemedAt": 3}"#,
+        ),
+    ];
+    upload(&app, &format!("/coupon/api/v1/upload/redeemFile/{series}"), &fields, &file)
+        .await
+        .assert_status(200);
+    let mut live = Vec::new();
+    for code in codes[100..].iter().cloned() {
+        let router = app.router.clone();
+        let auth = app.basic();
+        live.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let body = json!({"redemptionRequestList": [{"code": code}], "user": {"mobile": "919940000010"}});
+            let request = axum::http::Request::builder()
+                .method("POST")
+                .uri("/v2/coupon/redeem")
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            router.oneshot(request).await.unwrap().status().as_u16()
+        }));
+    }
+    let job = {
+        let state = app.state.clone();
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                let p = perks::coupons::upload::process_due(&state.db, perks::db::now_millis(), 2)
+                    .await
+                    .unwrap();
+                if p.finished_jobs > 0 {
+                    return;
+                }
+            }
+            panic!("the import did not finish");
+        })
+    };
+    let mut statuses = std::collections::BTreeMap::new();
+    for h in live {
+        *statuses.entry(h.await.unwrap()).or_insert(0) += 1;
+    }
+    job.await.unwrap();
+    assert!(statuses.keys().all(|s| *s == 200 || *s == 400), "no 5xx: {statuses:?}");
+    // Each code once at most, the series limit held, and the counters agree with the rows.
+    let redeemed = count_where(&app, "SELECT COUNT(*) FROM coupon_redemptions").await;
+    let distinct =
+        count_where(&app, "SELECT COUNT(DISTINCT coupon_id) FROM coupon_redemptions").await;
+    assert_eq!(redeemed, distinct, "a code redeemed twice");
+    assert_eq!(redeemed, 250, "{statuses:?}");
+    assert_eq!(series_json(&app, series).await["numRedeemed"], redeemed);
+    let counted =
+        count_where(&app, "SELECT CAST(SUM(redemption_count) AS BIGINT) FROM coupons").await;
+    assert_eq!(counted, redeemed);
 }
