@@ -378,7 +378,8 @@ async fn imports_and_live_redemptions_run_together(backend: Backend) {
         .await
         .assert_status(200);
     let mut live = Vec::new();
-    for code in codes[100..].iter().cloned() {
+    for code in &codes[100..] {
+        let code = code.clone();
         let router = app.router.clone();
         let auth = app.basic();
         live.push(tokio::spawn(async move {
