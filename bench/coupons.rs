@@ -17,7 +17,7 @@
 //!    coupon's `redemption_count` UPDATE, the series' conditional `num_redeemed` UPDATE, a
 //!    `domain_events` INSERT and an `audit_log` INSERT (5 statements), one database transaction
 //!    per redemption, from 1 task (`perCommitC1`) and from `PERKS_BENCH_CONCURRENCY` tasks
-//!    (`perCommitCN`). Each raw redemption takes a code of its own (a second series).
+//!    (`perCommitCN`), on the coupons of a second series taken round robin.
 //! 3. **`redeem`** — `POST /v2/coupon/redeem` of one distinct, single-use code issued to the
 //!    customer named in `user.mobile`, with till Basic auth, through the app's whole router
 //!    (request id, auth, rate limit (disabled), envelopes, handler, service, commit) with
@@ -345,10 +345,11 @@ async fn raw_loop(
         handles.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
+                // The raw rows need no distinct coupon: the coupons are taken round robin.
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((coupon, customer)) = coupons.get(i) else { break };
+                let (coupon, customer) = coupons[i % coupons.len()];
                 let t = Instant::now();
-                raw_redemption(&db, org, series, *coupon, *customer, i).await;
+                raw_redemption(&db, org, series, coupon, customer, i).await;
                 latencies.push(t.elapsed());
             }
             latencies
