@@ -27,6 +27,7 @@
 //!   manual tier adjustment.
 //! - [`programs`]: loyalty programs: the document, its compiled rules, tiers and dates, the
 //!   compiled-program cache and the `/x/perks/v1/programs` admin API.
+//! - [`coupons`]: coupon series, issuance, redemption under concurrency, uploads, and their APIs.
 //! - [`transactions`]: bills, returns and exchanges, their loyalty evaluation, and their APIs.
 //! - [`behavioral`]: behavioral events: custom event definitions, posted events, their reads.
 //! - [`webhooks`]: webhook subscriptions, delivery of outbox events (signed, retried, with a
@@ -44,6 +45,7 @@ pub mod cli;
 pub mod comms;
 pub mod config;
 pub mod currencies;
+pub mod coupons;
 pub mod customers;
 pub mod db;
 pub mod error;

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::points::router())
         .merge(crate::loyalty::router())
         .merge(crate::currencies::router())
+        .merge(crate::coupons::router())
         .merge(crate::comms::router())
         .merge(crate::audit::router())
         .merge(crate::staff::router())

@@ -1,10 +1,12 @@
 //! Background jobs of a running server: the purge of expired idempotency keys, the loyalty jobs
 //! (expiry, unlock, tier renewal, queued bills), task reminders, the webhook worker and message
-//! delivery (each in its own task, so that slow receivers never hold up the other jobs).
+//! delivery (each in its own task, so that slow receivers never hold up the other jobs), and the
+//! coupon jobs (expiry announcements, CSV uploads) in a task of their own too.
 //!
 //! Each job is idempotent and bounded per run, so several instances may run it at once safely.
 
 pub mod comms;
+pub mod coupons;
 pub mod loyalty;
 pub mod tasks;
 pub mod webhooks;
@@ -26,6 +28,8 @@ const LOYALTY_EVERY: Duration = Duration::from_secs(2);
 const COMMS_EVERY: Duration = Duration::from_secs(2);
 /// How often due task reminders are fired; a reminder goes out at most about this late.
 const REMINDERS_EVERY: Duration = Duration::from_secs(10);
+/// How often the coupon jobs run (a lapsed coupon is announced at most about this late).
+const COUPONS_EVERY: Duration = Duration::from_secs(2);
 /// Rows deleted per statement, and statements per run: each run is bounded.
 const PURGE_BATCH: i64 = 1_000;
 const PURGE_BATCHES_MAX: usize = 100;
@@ -35,6 +39,7 @@ const PURGE_BATCHES_MAX: usize = 100;
 pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     let webhook_worker = tokio::spawn(webhooks::run(state.clone(), shutdown.clone()));
     let delivery = tokio::spawn(deliver_messages(state.clone(), shutdown.clone()));
+    let coupon_jobs = tokio::spawn(run_coupon_jobs(state.clone(), shutdown.clone()));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(PURGE_EVERY);
         let mut loyalty_ticker = tokio::time::interval(LOYALTY_EVERY);
@@ -53,6 +58,7 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle
         }
         let _ = webhook_worker.await;
         let _ = delivery.await;
+        let _ = coupon_jobs.await;
     })
 }
 
@@ -63,6 +69,16 @@ async fn deliver_messages(state: AppState, mut shutdown: watch::Receiver<bool>) 
             _ = ticker.tick() => {
                 comms::run_once(&state, now_millis()).await;
             }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn run_coupon_jobs(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(COUPONS_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => coupons::run_once(&state, now_millis()).await,
             _ = shutdown.changed() => break,
         }
     }

@@ -114,6 +114,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::points::ApiDoc::openapi());
     doc.merge(crate::loyalty::ApiDoc::openapi());
     doc.merge(crate::currencies::ApiDoc::openapi());
+    doc.merge(crate::coupons::ApiDoc::openapi());
     doc.merge(crate::comms::ApiDoc::openapi());
     doc.merge(crate::audit::ApiDoc::openapi());
     doc.merge(crate::staff::ApiDoc::openapi());

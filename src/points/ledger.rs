@@ -921,6 +921,8 @@ pub async fn reverse_spend_part(
 ) -> Result<PartReversal, DbError> {
     let moved = store::movements_of_entry(c, scope.org, entry).await?;
     let mut open: Vec<(LotRow, i64, bool)> = Vec::with_capacity(moved.len());
+    // A spend moves lots of one currency only: the reversal goes back to that currency.
+    let mut currency = POINTS;
     for (lot_id, delta) in moved {
         let done = handled.iter().filter(|(l, _)| *l == lot_id).map(|(_, d)| d).sum::<i64>();
         let left = -delta - done;
@@ -928,6 +930,7 @@ pub async fn reverse_spend_part(
             continue;
         }
         let Some(lot) = store::get_lot(c, scope.org, lot_id).await? else { continue };
+        currency = lot.currency_id;
         let valid = lot.expires_at.is_none_or(|at| at > scope.now);
         open.push((lot, left, valid));
     }
@@ -962,8 +965,17 @@ pub async fn reverse_spend_part(
     }
     if result.restored.is_positive() {
         result.entry = Some(
-            record(c, scope, EntryKind::RedeemReversal, result.restored.0, 0, &movements, meta)
-                .await?,
+            record_in(
+                c,
+                scope,
+                currency,
+                EntryKind::RedeemReversal,
+                result.restored.0,
+                0,
+                &movements,
+                meta,
+            )
+            .await?,
         );
     }
     Ok(result)

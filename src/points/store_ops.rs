@@ -20,8 +20,8 @@ pub async fn spendable_sum_without(
 ) -> Result<i64, DbError> {
     Ok(dispatch!(c, |e| sqlx::query_scalar::<_, i64>(
         "SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT) FROM point_lots WHERE org_id = $1 \
-         AND customer_id = $2 AND program_id = $3 AND kind = 'REGULAR' AND remaining > 0 \
-         AND (expires_at IS NULL OR expires_at > $4) AND source <> $5"
+         AND customer_id = $2 AND program_id = $3 AND currency_id = 0 AND kind = 'REGULAR' \
+         AND remaining > 0 AND (expires_at IS NULL OR expires_at > $4) AND source <> $5"
     )
     .bind(org.0)
     .bind(customer)
@@ -67,8 +67,10 @@ pub struct LotFilter {
     pub expires_until: Option<i64>,
 }
 
+// Points lots only (currency 0): alternate currencies have their own reads.
 /// Binds $1..$8 of [`LOT_FILTER_WHERE`].
-const LOT_FILTER_WHERE: &str = "org_id = $1 AND customer_id = $2 AND ($3 = 0 OR program_id = $3) \
+const LOT_FILTER_WHERE: &str = "org_id = $1 AND customer_id = $2 AND currency_id = 0 \
+    AND ($3 = 0 OR program_id = $3) \
     AND ($4 = '' OR kind = $4) AND ($5 = 0 OR remaining > 0) \
     AND ($6 = 0 OR (expires_at IS NOT NULL AND expires_at > $7 AND expires_at <= $8))";
 
@@ -125,7 +127,7 @@ pub async fn lots_of_source(
 ) -> Result<Vec<LotRow>, DbError> {
     let sql = format!(
         "SELECT {LOT_COLUMNS} FROM point_lots WHERE org_id = $1 AND customer_id = $2 \
-         AND source = $3 ORDER BY id LIMIT $4"
+         AND currency_id = 0 AND source = $3 ORDER BY id LIMIT $4"
     );
     Ok(dispatch!(c, |e| sqlx::query_as::<_, LotRow>(&sql)
         .bind(org.0)

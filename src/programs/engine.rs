@@ -568,6 +568,20 @@ fn validate(doc: &ProgramDoc) -> Result<Option<NaiveDate>, ProgramError> {
                 format!("duplicate rule name '{}'", rule.name),
             ));
         }
+        if let Some(coupon) = &rule.coupon {
+            if rule.on != EarnTrigger::Transaction {
+                return Err(ProgramError::invalid(
+                    format!("earn[{i}].coupon"),
+                    "only transaction rules can issue coupons",
+                ));
+            }
+            if coupon.series_id <= 0 {
+                return Err(ProgramError::invalid(
+                    format!("earn[{i}].coupon.seriesId"),
+                    "must be a coupon series id",
+                ));
+            }
+        }
     }
     let fixed_date = validate_expiry(doc)?;
     if doc.promised.delay_days > PROMISED_DELAY_DAYS_MAX {
@@ -840,6 +854,7 @@ mod tests {
             when: when.map(Into::into),
             points: points.into(),
             currency: None,
+            coupon: None,
         }
     }
 

@@ -89,12 +89,28 @@ pub struct EarnRuleDoc {
     /// A boolean expression; absent means always.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
-    /// A numeric expression giving the points.
+    /// A numeric expression giving the points; `"0"` (the default) for rules that only issue a
+    /// coupon.
+    #[serde(default = "no_points")]
     pub points: String,
     /// The org's alternate currency (by name) the rule awards instead of points; absent means
     /// the program's points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+    /// A coupon of a series issued to the customer when the rule matches (transaction rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon: Option<CouponRewardDoc>,
+}
+
+fn no_points() -> String {
+    "0".into()
+}
+
+/// The coupon an earn rule issues: one coupon of `seriesId`, under the series' own limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CouponRewardDoc {
+    pub series_id: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +282,7 @@ impl ProgramDoc {
                 when: None,
                 points: "bill.amount * 0.1".into(),
                 currency: None,
+                coupon: None,
             }],
             expiry: ExpiryDoc::default(),
             promised: PromisedDoc::default(),

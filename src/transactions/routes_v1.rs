@@ -168,6 +168,11 @@ fn effects_v1(effects: &[SideEffect]) -> Value {
                 "awarded_value": value.to_f64(), "program_id": program_id,
                 "expiry_date": expires_at.map(time::iso_utc).unwrap_or_default()})
             }
+            SideEffect::Coupon { code, series_id, coupon_id, discount_type, discount_value, valid_till, .. } => {
+                json!({"type": "coupon", "coupon_code": code, "coupon_id": coupon_id,
+                "series_id": series_id, "discount_type": discount_type,
+                "discount_value": discount_value.to_f64(), "valid_till": time::iso_utc(*valid_till)})
+            }
         })
         .collect();
     json!({"effect": list})

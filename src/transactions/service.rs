@@ -163,6 +163,18 @@ pub enum SideEffect {
         promised: bool,
         rules: Vec<String>,
     },
+    /// A coupon issued by an earn rule (`coupon: {seriesId}`).
+    Coupon {
+        program_id: i64,
+        rule: String,
+        series_id: i64,
+        coupon_id: i64,
+        code: String,
+        coupon_type: String,
+        discount_type: &'static str,
+        discount_value: Fixed,
+        valid_till: i64,
+    },
 }
 
 impl SideEffect {
@@ -201,6 +213,27 @@ impl SideEffect {
                     v["expiryDate"] = json!(expires_at.map(crate::transactions::time::iso_utc));
                     v["strategyIds"] = json!(rules);
                     v["pointsType"] = json!(if *promised { "PROMISED" } else { "REGULAR" });
+                }
+                v
+            }
+            SideEffect::Coupon {
+                program_id,
+                rule,
+                series_id,
+                coupon_id,
+                code,
+                coupon_type,
+                discount_type,
+                discount_value,
+                valid_till,
+            } => {
+                let mut v = json!({"type": "coupon", "couponCode": code, "couponType": coupon_type,
+                    "discountType": discount_type, "discountValue": discount_value.to_f64(),
+                    "seriesId": series_id, "couponId": coupon_id,
+                    "validTill": crate::transactions::time::iso_utc(*valid_till)});
+                if raw {
+                    v["programId"] = json!(program_id);
+                    v["strategyIds"] = json!([rule]);
                 }
                 v
             }
@@ -913,6 +946,7 @@ async fn evaluate(
             events::raise(c, org, None, NewEvent { event_type: "points.awarded", entity_type: "CUSTOMER", entity_id: customer,
                 payload: json!({"customerId": customer, "programId": program.id.0, "points": awarded.to_f64(), "transactionId": txn.id}) }).await?;
         }
+        side_effects.extend(issue_rule_coupons(c, &program, ctx, txn, customer, &outcomes).await?);
         points_store::add_purchases(c, org, customer, program.id.0, amount.0, 1).await?;
         log = outcomes;
     }
@@ -1022,6 +1056,70 @@ impl CurrencyAwards {
         }
         Ok(effects)
     }
+}
+
+/// Issues the coupon of every matched transaction rule that names one, in the bill's
+/// transaction; a refused issue (series ended, a limit reached) is skipped and logged.
+async fn issue_rule_coupons(
+    c: &mut Tx,
+    program: &crate::programs::engine::CompiledProgram,
+    ctx: &BillContext<'_>,
+    txn: &TransactionRow,
+    customer: i64,
+    outcomes: &[RuleOutcome],
+) -> Result<Vec<SideEffect>, TransactionError> {
+    let mut effects = Vec::new();
+    for outcome in outcomes
+        .iter()
+        .filter(|o| o.matched && o.error.is_none() && o.on == EarnTrigger::Transaction)
+    {
+        let Some(reward) =
+            program.doc.earn.iter().find(|r| r.name == outcome.rule).and_then(|r| r.coupon)
+        else {
+            continue;
+        };
+        let issue = crate::coupons::service::IssueContext {
+            principal: None,
+            source: "PROGRAM",
+            transaction_id: Some(txn.id),
+            metadata: serde_json::Map::from_iter([
+                ("sourceType".to_string(), json!("PROGRAM")),
+                ("sourceId".to_string(), json!(program.id.0.to_string())),
+                ("sourceActivity".to_string(), json!(outcome.rule)),
+            ]),
+            store_id: Some(txn.store_id),
+            till_id: txn.till_id,
+            send_message: true,
+        };
+        match crate::coupons::service::issue_for_bill(
+            c,
+            ctx.org,
+            reward.series_id,
+            customer,
+            &issue,
+            ctx.now,
+        )
+        .await?
+        {
+            Ok((series, coupon)) => effects.push(SideEffect::Coupon {
+                program_id: program.id.0,
+                rule: outcome.rule.clone(),
+                series_id: series.id(),
+                coupon_id: coupon.id,
+                code: coupon.code.to_uppercase(),
+                coupon_type: series.config.client_handling_type.clone(),
+                discount_type: series.config.discount_type.as_str(),
+                discount_value: Fixed(series.config.discount_value),
+                valid_till: crate::coupons::model::effective_expiry(
+                    coupon.expires_at,
+                    series.row.valid_till_at,
+                ),
+            }),
+            Err(refused) => tracing::warn!(org = ctx.org.0, rule = %outcome.rule,
+                series = reward.series_id, error = %refused, "earn rule coupon not issued"),
+        }
+    }
+    Ok(effects)
 }
 
 /// `total * num / den`, rounded half up to a multiple of `unit` (all in ten-thousandths).
