@@ -27,6 +27,7 @@ use crate::app::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v2/coupon/series", post(routes_v2::create_series).get(routes_v2::get_series))
+        .route("/x/neo/couponRedemption/customFields", get(routes_v2::redemption_custom_fields))
         .route("/v2/coupon/series/{id}", put(routes_v2::update_series))
         .route("/v2/coupon/issue", post(routes_v2::issue))
         .route("/v2/coupon/bulk/issue", post(routes_v2::bulk_issue))
@@ -64,6 +65,7 @@ pub fn router() -> Router<AppState> {
 
 #[derive(OpenApi)]
 #[openapi(paths(
+    routes_v2::redemption_custom_fields,
     routes_v2::create_series,
     routes_v2::update_series,
     routes_v2::get_series,

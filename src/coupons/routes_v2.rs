@@ -1212,3 +1212,48 @@ pub async fn revoke(
         "revokedCoupons": revoked, "failedCoupons": failed, "warnings": []}))
     .into_response())
 }
+
+/// Query of `GET /x/neo/couponRedemption/customFields`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+pub struct RedemptionFieldsQuery {
+    redemption_id: Option<i64>,
+    customer_id: Option<i64>,
+}
+
+/// `GET /x/neo/couponRedemption/customFields` — the custom fields captured when a coupon was
+/// redeemed (name/value pairs, in the order sent). A redemption of another customer, or none,
+/// answers an empty list, as the other Neo reads do.
+#[utoipa::path(get, path = "/x/neo/couponRedemption/customFields", tag = "coupons", params(RedemptionFieldsQuery),
+    responses((status = 200, description = "The redemption's custom fields"), (status = 400, description = "Missing or bad parameter")))]
+pub async fn redemption_custom_fields(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<RedemptionFieldsQuery>,
+) -> Result<Response, ApiError> {
+    principal.require(Resource::Coupon, Level::Read)?;
+    let redemption = q
+        .redemption_id
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::invalid("redemption_id is required (a positive id)"))?;
+    let customer = q
+        .customer_id
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::invalid("customer_id is required (a positive id)"))?;
+    let mut conn = state.db.read().await?;
+    let row = store::get_redemption(&mut conn, principal.org, redemption, false).await?;
+    let data: Vec<Value> = row
+        .filter(|r| r.customer_id == customer)
+        .and_then(|r| serde_json::from_str::<Map<String, Value>>(&r.custom_fields).ok())
+        .map(|fields| {
+            fields
+                .into_iter()
+                .map(|(name, value)| {
+                    json!({"redemption_id": redemption, "customer_id": customer,
+                           "name": name, "value": value})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let count = data.len();
+    Ok(axum::Json(json!({"data": data, "page": 1, "count": count})).into_response())
+}

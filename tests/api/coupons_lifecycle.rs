@@ -298,8 +298,8 @@ async fn expiry_updates_stay_within_the_series(backend: Backend) {
 
 async fn bill_data_is_added_to_redemptions(backend: Backend) {
     let Some(app) = TestApp::new(backend).await else { return };
-    add_customer(&app, "919930000008").await;
-    add_customer(&app, "919930000009").await;
+    let customer = add_customer(&app, "919930000008").await;
+    let other = add_customer(&app, "919930000009").await;
     let series = create_series(&app, json!({"isSMSDisabled": true})).await;
     let code = issue(&app, series, "919930000008").await;
     let body =
@@ -326,6 +326,20 @@ async fn bill_data_is_added_to_redemptions(backend: Backend) {
     assert_eq!(redemption["billAmount"], 750.5);
     assert_eq!(redemption["transactionNumber"], "LATE-1");
     assert_eq!(redemption["customFields"]["source"], "catalog");
+    // The Neo read of the redemption's custom fields: only for its own customer.
+    let neo = |r: i64, c: i64| {
+        format!("/x/neo/couponRedemption/customFields?redemption_id={r}&customer_id={c}")
+    };
+    let fields = app.get(&neo(id, customer), &app.basic()).await;
+    fields.assert_status(200);
+    assert_eq!(fields.json()["data"][0]["name"], "source", "{}", fields.body);
+    assert_eq!(fields.json()["data"][0]["value"], "catalog");
+    assert_eq!(fields.json()["count"], 1);
+    assert_eq!(app.get(&neo(id, other), &app.basic()).await.json()["data"], json!([]));
+    assert_eq!(app.get(&neo(id + 999, customer), &app.basic()).await.json()["data"], json!([]));
+    let missing =
+        app.get("/x/neo/couponRedemption/customFields?redemption_id=1", &app.basic()).await;
+    missing.assert_status(400);
     // Another customer's redemption is not theirs to change.
     let body = json!({"user": {"mobile": "919930000009"}, "redemptions": [{"redemptionId": id, "billAmount": 1}]});
     let r = app.put_json("/v2/coupon/redeem", &app.basic(), &body).await;
