@@ -162,6 +162,7 @@ pub enum Code {
     CouponCustomerLimitReached,
     CouponMessageNotSent,
     CouponStoreNotAllowed,
+    CouponValidationCodeInvalid,
 }
 
 /// One row of the error table.
@@ -174,7 +175,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 150] = [
+    pub const ALL: [Code; 151] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -325,6 +326,7 @@ impl Code {
         Code::CouponCustomerLimitReached,
         Code::CouponMessageNotSent,
         Code::CouponStoreNotAllowed,
+        Code::CouponValidationCodeInvalid,
     ];
 
     pub const fn info(self) -> CodeInfo {
@@ -780,6 +782,12 @@ impl Code {
             Code::CouponStoreNotAllowed => {
                 (725, 400, "CouponStoreNotAllowed", "Coupon cannot be redeemed at this store")
             }
+            Code::CouponValidationCodeInvalid => (
+                705,
+                400,
+                "CouponValidationCodeInvalid",
+                "Coupon code and validation code both invalid",
+            ),
         };
         CodeInfo { code, http, name, message }
     }

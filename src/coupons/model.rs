@@ -89,6 +89,8 @@ pub enum CouponError {
     RedemptionRefused(String),
     #[error("Transaction number is mandatory for redemption")]
     TransactionNumberRequired,
+    #[error("The validation code is missing, wrong or expired")]
+    ValidationCodeInvalid,
     #[error("No redemption id passed")]
     NoRedemptionId,
     #[error("Redemption id {0} is invalid")]
@@ -130,6 +132,7 @@ impl CouponError {
             CouponError::StoreNotAllowed(_) => Code::CouponStoreNotAllowed,
             CouponError::RedemptionRefused(_) => Code::CouponRedemptionFailed,
             CouponError::TransactionNumberRequired => Code::CouponTransactionNumberRequired,
+            CouponError::ValidationCodeInvalid => Code::CouponValidationCodeInvalid,
             CouponError::NoRedemptionId => Code::NoRedemptionId,
             CouponError::InvalidRedemptionId(_) => Code::InvalidRedemptionIds,
             CouponError::MessageNotSent(_) => Code::CouponMessageNotSent,

@@ -552,6 +552,7 @@ async fn redeem_one(
         check_bill_amount: true,
         bulk: !single,
         deferred_series_count: None,
+        validation_code: Some(text(item, "validation_code").unwrap_or_default()),
     };
     let codes = [code];
     let (customer, done) = service::redeem(&state.db, principal, &codes, &customer, &ctx)

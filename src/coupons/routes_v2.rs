@@ -470,6 +470,7 @@ fn redeem_context(principal: &Principal, body: &Value) -> Result<RedeemContext, 
         check_bill_amount: true,
         bulk: false,
         deferred_series_count: None,
+        validation_code: None,
     })
 }
 

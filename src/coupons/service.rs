@@ -832,6 +832,9 @@ pub struct RedeemContext {
     /// so far and not yet counted. The series row is then not locked row after row, which would
     /// hold it while later rows wait for coupons that live redemptions hold (a deadlock).
     pub deferred_series_count: Option<i64>,
+    /// v1.1 redemptions: the `validation_code` sent (empty when none), checked for series that
+    /// require one (`isValidationRequired`). `None` (v2, uploads): no validation code applies.
+    pub validation_code: Option<String>,
 }
 
 /// One code of a redemption (or of its check), as checked.
@@ -1037,6 +1040,12 @@ pub async fn redeem_in(
         let series = series_of[&row.series_id].clone();
         let pending = pending_coupon.get(&row.id).copied().unwrap_or(0);
         check_coupon(row, &series, customer.id, ctx, pending).map_err(at(i))?;
+        if commit
+            && series.config.validation_required
+            && let Some(code) = &ctx.validation_code
+        {
+            check_validation_code(c, org, customer.id, code, ctx.at).await.map_err(at(i))?;
+        }
         if !store_allowed(c, org, &series.config, ctx.store_id, ctx.till_id)
             .await
             .map_err(|e| (i, e.into()))?
@@ -1745,4 +1754,36 @@ async fn raise_expired(tx: &mut Tx, row: &CouponRow) -> Result<(), DbError> {
     )
     .await?;
     Ok(())
+}
+
+/// A series that requires a validation code (`isValidationRequired`) takes the customer's live
+/// redemption code, the one `GET /v1.1/points/validationcode` sends (an OTP): 705 when it is
+/// missing, wrong, expired or used up.
+async fn check_validation_code(
+    c: &mut impl Connection,
+    org: OrgId,
+    customer: i64,
+    code: &str,
+    now: i64,
+) -> Result<(), CouponError> {
+    use crate::points::redemption::{CodePurpose, PointsError, check_code};
+    let code = code.trim();
+    if code.is_empty() {
+        return Err(CouponError::ValidationCodeInvalid);
+    }
+    match check_code(
+        c,
+        org,
+        customer,
+        crate::points::model::Fixed(0),
+        code,
+        CodePurpose::Redeem,
+        now,
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(PointsError::Db(e)) => Err(CouponError::Db(e)),
+        Err(_) => Err(CouponError::ValidationCodeInvalid),
+    }
 }

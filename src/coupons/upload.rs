@@ -1059,6 +1059,7 @@ async fn redemption_row(
         check_bill_amount: true,
         bulk: true,
         deferred_series_count: Some(redeemed_in_batch),
+        validation_code: None,
     };
     service::redeem_in(tx, org, None, std::slice::from_ref(&code), &customer, &ctx, true)
         .await

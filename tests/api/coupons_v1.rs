@@ -13,6 +13,7 @@ backend_tests!(
     check_then_redeem_in_a_batch,
     coupon_details_and_customer_coupons,
     resend_queues_the_message_again,
+    validation_code_is_checked_for_series_that_require_it,
 );
 
 #[track_caller]
@@ -288,4 +289,50 @@ async fn resend_queues_the_message_again(backend: Backend) {
         .await;
     assert_eq!(item_code(&r, "/response/coupons/coupon/item_status/code"), 704, "{}", r.body);
     assert!(app.audit(app.org.org_id, "COUPON").await.iter().any(|a| a.action == "RESEND"));
+}
+
+async fn validation_code_is_checked_for_series_that_require_it(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    let mobile = "919920000077";
+    let customer = add_customer(&app, mobile).await;
+    // Points to ask a code for (the starter program gives 10% of the bill).
+    let bill = json!({"type": "REGULAR", "billNumber": "VC-1", "billAmount": 5000});
+    let uri =
+        format!("/v2/transactions?identifierName=mobile&identifierValue={mobile}&source=INSTORE");
+    app.post_json(&uri, &app.basic(), &bill).await.assert_status(200);
+    let series = create_series(&app, json!({"isValidationRequired": true})).await;
+    let code = issue(&app, series, mobile).await;
+    let redeem_with = |validation: Option<&str>| {
+        let mut item = json!({"code": code, "customer": {"mobile": mobile}});
+        if let Some(v) = validation {
+            item["validation_code"] = json!(v);
+        }
+        json!({"root": {"coupon": [item]}})
+    };
+    let status = |r: &TestResponse| item_code(r, "/response/coupons/coupon/item_status/code");
+    // Without a code, and with a wrong one: 705, nothing redeemed.
+    let r = app.post_json("/v1.1/coupon/redeem", &app.basic(), &redeem_with(None)).await;
+    assert_eq!(status(&r), 705, "{}", r.body);
+    let r = app.post_json("/v1.1/coupon/redeem", &app.basic(), &redeem_with(Some("000000"))).await;
+    assert_eq!(status(&r), 705, "{}", r.body);
+    let redeemed = "SELECT COUNT(*) FROM coupon_redemptions";
+    assert_eq!(crate::coupons::count_where(&app, redeemed).await, 0);
+    // The customer's live validation code (sent by GET /v1.1/points/validationcode) redeems it.
+    let r = app
+        .get(&format!("/v1.1/points/validationcode?mobile={mobile}&points=100"), &app.basic())
+        .await;
+    r.assert_status(200);
+    let hash = perks::points::redemption::hash_code("salt", "424242");
+    app.exec_sql(&format!(
+        "UPDATE points_validation_codes SET salt = 'salt', code_hash = '{hash}' WHERE customer_id = {customer}"
+    ))
+    .await;
+    let r = app.post_json("/v1.1/coupon/redeem", &app.basic(), &redeem_with(Some("424242"))).await;
+    assert_eq!(status(&r), 700, "{}", r.body);
+    assert_eq!(crate::coupons::count_where(&app, redeemed).await, 1);
+    // v2 redeems directly: the validation code is a v1.1 check only.
+    let second = create_series(&app, json!({"isValidationRequired": true})).await;
+    let other = issue(&app, second, mobile).await;
+    let body = json!({"redemptionRequestList": [{"code": other}], "user": {"mobile": mobile}});
+    app.post_json("/v2/coupon/redeem", &app.basic(), &body).await.assert_status(200);
 }
