@@ -27,6 +27,7 @@ mod ledger_props;
 mod loyalty;
 mod loyalty_views;
 mod migrations;
+mod model;
 mod ops;
 mod org;
 mod points;
