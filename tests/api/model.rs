@@ -148,7 +148,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         3 => (who.clone(), 1i64..=80).prop_map(|(who, points)| Op::Redeem { who, points }),
         2 => (any::<Index>(), prop::option::weighted(0.6, 1i64..=100))
             .prop_map(|(redemption, percent)| Op::Reverse { redemption, percent }),
-        2 => (who.clone(), 1..CUSTOMERS, 1i64..=60).prop_map(|(from, step, points)| Op::Transfer {
+        2 => (who.clone(), 1..CUSTOMERS, 1i64..=30).prop_map(|(from, step, points)| Op::Transfer {
             from,
             to: (from + step) % CUSTOMERS,
             points,
@@ -1070,13 +1070,34 @@ async fn lots_of(c: &mut impl perks::db::Connection, org: OrgId, customer: i64) 
     .unwrap()
 }
 
+/// Per backend and kind of operation: how many steps changed the model, and how many did not
+/// (refused, or skipped for want of a target); printed at the end to show what a run covered.
+type Tally = std::collections::BTreeMap<(String, String), (u64, u64)>;
+static TALLY: std::sync::Mutex<Tally> = std::sync::Mutex::new(Tally::new());
+
+fn tally(backend: Backend, op: &Op, changed: bool) {
+    let shown = format!("{op:?}");
+    let kind = shown.split([' ', '{']).next().unwrap_or_default().to_string();
+    let mut tally = TALLY.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = tally.entry((format!("{backend:?}"), kind)).or_default();
+    if changed {
+        entry.0 += 1;
+    } else {
+        entry.1 += 1;
+    }
+}
+
 async fn run_case(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut world = World::new(backend).await;
     world.check().await.map_err(|e| TestCaseError::fail(format!("at the start: {e}")))?;
     for (step, op) in ops.iter().enumerate() {
         let at = world.now;
+        let before = format!("{:?}{}", world.model, world.now);
         let result = match world.apply(op).await {
-            Ok(()) => world.check().await,
+            Ok(()) => {
+                tally(backend, op, format!("{:?}{}", world.model, world.now) != before);
+                world.check().await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = result {
@@ -1114,6 +1135,12 @@ async fn the_server_matches_the_model_over_random_operations(backend: Backend) {
         cases(),
         started.elapsed().as_secs_f64()
     );
+    let tally = TALLY.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for ((b, kind), (changed, unchanged)) in tally {
+        if b == format!("{backend:?}") {
+            eprintln!("  {kind}: {changed} applied, {unchanged} refused or skipped");
+        }
+    }
     match result {
         Ok(()) => {}
         Err(TestError::Fail(reason, ops)) => {
