@@ -115,7 +115,7 @@ fn pin() -> Pinning {
             };
         }
     }
-    Pinning { server_prefix: Vec::new(), description: format!("not pinned ({cores} cores)") }
+    Pinning { server_prefix: Vec::new(), description: format!("not pinned ({cores} cores)"), cores }
 }
 
 /// The `perks` binary of this build, with the bench's settings.
