@@ -26,6 +26,10 @@
 //!    status but 200.
 //! 4. **`ratios`** — redemption rate / raw rate at the same concurrency, and redemption p99 /
 //!    raw commit p99 at the same concurrency.
+//! 5. **`redeem.singleCodeRace`** — `PERKS_BENCH_RACE_REQUESTS` (1,000) redemptions of one
+//!    single-use code from `PERKS_BENCH_CONCURRENCY` tasks at once: exactly one answers 200 (the
+//!    bench fails otherwise), every other one is refused (711); its rate is answers per second,
+//!    the cost of refusing a code another request holds or has used.
 //!
 //! Set-up (not measured): `PERKS_BENCH_CUSTOMERS` customers (200) registered through the API,
 //! then `PERKS_BENCH_CODES` codes (10,000) issued for each of the two series through
@@ -36,126 +40,28 @@
 //! was with other work.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::Request;
-use http_body_util::BodyExt;
 use perks::app::{AppState, router};
 use perks::config::{DatabaseUrl, Settings};
 use perks::db::{Backend, Db};
 use perks::org::model::NewOrg;
 use perks::org::service::provision_org;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|v: &f64| v.is_finite() && *v > 0.0)
-        .unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    ms(sorted[index])
-}
-
-fn latency_json(samples: &mut [Duration]) -> Value {
-    samples.sort();
-    json!({
-        "samples": samples.len(),
-        "p50": round3(percentile(samples, 0.5)),
-        "p99": round3(percentile(samples, 0.99)),
-        "p999": round3(percentile(samples, 0.999)),
-        "max": round3(samples.last().map(|d| ms(*d)).unwrap_or(0.0)),
-    })
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn fsync_probe(dir: &Path, samples: usize, max: Duration) -> Value {
-    const FILE: u64 = 1 << 20;
-    const BLOCK: usize = 4096;
-    let path = dir.join("fsync-probe");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    file.write_all(&vec![0u8; FILE as usize]).unwrap();
-    file.sync_all().unwrap();
-    let block = vec![0xA5u8; BLOCK];
-    let mut latencies = Vec::with_capacity(samples);
-    let started = Instant::now();
-    for i in 0..samples {
-        if started.elapsed() > max {
-            break;
-        }
-        let t = Instant::now();
-        file.seek(SeekFrom::Start((i as u64 * BLOCK as u64) % FILE)).unwrap();
-        file.write_all(&block).unwrap();
-        file.sync_all().unwrap();
-        latencies.push(t.elapsed());
-    }
-    drop(file);
-    let _ = std::fs::remove_file(&path);
-    let latency = latency_json(&mut latencies);
-    let p50 = latency["p50"].as_f64().unwrap_or(0.0);
-    json!({"latencyMillis": latency,
-        "impliedCommitsPerSecond": if p50 > 0.0 { round1(1000.0 / p50) } else { 0.0 }})
-}
-
-async fn send(app: &Router, request: Request<Body>) -> (u16, Bytes) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, body)
-}
+use common::{
+    cpu_model, env_f64, env_usize, latency_json, load_average, ratio, round1, round3, send,
+    sync_probe,
+};
 
 fn post(uri: &str, auth: &str, body: &Value) -> Request<Body> {
     Request::post(uri)
@@ -365,13 +271,6 @@ async fn raw_loop(
         "commitMillis": latency_json(&mut latencies)})
 }
 
-fn ratio(a: &Value, b: &Value) -> f64 {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(a), Some(b)) if b > 0.0 => round3(a / b),
-        _ => 0.0,
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let seconds = env_f64("PERKS_BENCH_SECONDS", 5.0);
@@ -386,7 +285,7 @@ async fn main() {
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let backend = Backend::from_url(&url).unwrap();
     let backend_name = format!("{backend:?}").to_lowercase();
-    let fsync = fsync_probe(dir.path(), 500, Duration::from_secs(3));
+    let fsync = sync_probe(dir.path(), 500, Duration::from_secs(3), false);
 
     let mut settings =
         Settings { database_url: DatabaseUrl(url), demo: false, ..Settings::default() };
@@ -446,6 +345,17 @@ async fn main() {
     let redeem_cn = redeem_loop(&app, &auth, &codes, &next, concurrency, seconds).await;
     eprintln!("redeem C{concurrency} {redeem_cn}");
 
+    // The single-code race: `PERKS_BENCH_RACE_REQUESTS` redemptions of one code from
+    // `concurrency` tasks at once; exactly one may succeed, every other answer is a refusal.
+    let race_requests = env_usize("PERKS_BENCH_RACE_REQUESTS", 1_000).max(2);
+    let (_, race_code) = series_with_codes(&app, &auth, customers, 1).await;
+    let race_code = Arc::new(vec![race_code[0].clone(); race_requests]);
+    let race =
+        redeem_loop(&app, &auth, &race_code, &Arc::new(AtomicUsize::new(0)), concurrency, 60.0)
+            .await;
+    eprintln!("single-code race {race}");
+    assert_eq!(race["ok"], 1, "exactly one redemption of one code may succeed: {race}");
+
     // Every 200 is one redemption, once.
     let stored: i64 = {
         let mut conn = state.db.read().await.unwrap();
@@ -456,7 +366,9 @@ async fn main() {
         .await)
         .unwrap()
     };
-    let oks = redeem_c1["ok"].as_i64().unwrap_or(0) + redeem_cn["ok"].as_i64().unwrap_or(0);
+    let oks = redeem_c1["ok"].as_i64().unwrap_or(0)
+        + redeem_cn["ok"].as_i64().unwrap_or(0)
+        + race["ok"].as_i64().unwrap_or(0);
     let warm = warm["ok"].as_i64().unwrap_or(0);
     let ratios = json!({
         "redeemC1ToRawC1": ratio(&redeem_c1["redemptionsPerSecond"], &raw_c1["redemptionsPerSecond"]),
@@ -475,7 +387,7 @@ async fn main() {
             "phaseSeconds": seconds},
         "fsync": fsync,
         "raw": {"perCommitC1": raw_c1, "perCommitCN": raw_cn},
-        "redeem": {"closedC1": redeem_c1, "closedCN": redeem_cn},
+        "redeem": {"closedC1": redeem_c1, "closedCN": redeem_cn, "singleCodeRace": race},
         "ratios": ratios,
         "checks": {"redemptionsStored": stored, "okAnswers": oks + warm},
     });
@@ -547,6 +459,19 @@ fn markdown(r: &Value) -> String {
         &r["redeem"]["closedCN"],
         "redemptionsPerSecond",
         "latencyMillis",
+    ));
+    let race = &r["redeem"]["singleCodeRace"];
+    s.push_str(&format!(
+        "| One code, {} requests from {} tasks at once | {} answers/s | {} / {} / {} ms | {} redeemed, {} refused |\n",
+        race["ok"].as_u64().unwrap_or(0) + race["errors"].as_u64().unwrap_or(0),
+        r["setup"]["concurrency"],
+        round1((race["ok"].as_f64().unwrap_or(0.0) + race["errors"].as_f64().unwrap_or(0.0))
+            / race["seconds"].as_f64().unwrap_or(1.0).max(1e-9)),
+        race["latencyMillis"]["p50"],
+        race["latencyMillis"]["p99"],
+        race["latencyMillis"]["p999"],
+        race["ok"],
+        race["errors"],
     ));
     s.push_str(&format!(
         "\n| Ratio | Value |\n|---|---:|\n| Redemption rate / raw rate, concurrency 1 | {} |\n\

@@ -7,7 +7,9 @@
 //! `PERKS_BENCH_QUERIES` change the sizes. Results go to `bench/results/customer_search-<backend>.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::Request;
@@ -22,6 +24,8 @@ use perks::org::service::provision_org;
 use serde_json::json;
 use tower::ServiceExt;
 
+use common::{Lcg, env_usize, percentile};
+
 const FIRST: [&str; 20] = [
     "maria", "mario", "marta", "ana", "anabel", "bruno", "carla", "diego", "elena", "fabio",
     "gina", "hugo", "ines", "joao", "karla", "luis", "nadia", "oscar", "paula", "rafael",
@@ -30,27 +34,9 @@ const LAST: [&str; 10] =
     ["silva", "costa", "lopez", "rossi", "diaz", "mendes", "souza", "ferreira", "gomes", "alves"];
 const BATCH: usize = 5_000;
 
-/// A small deterministic generator, so every run seeds and queries the same data.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
-
 fn mobile(i: usize) -> String {
     // Distinct 10-digit national numbers spread over the range, with country code 91.
     format!("91{}", 6_000_000_000u64 + (i as u64 * 2_654_435_761) % 3_999_999_999)
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
 }
 
 #[tokio::main]

@@ -50,24 +50,27 @@
 //! `PERKS_BENCH_MAX_REQUESTS` (200,000: most requests in any one phase).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::Request;
-use http_body_util::BodyExt;
 use perks::app::{AppState, router};
 use perks::config::{DatabaseUrl, Settings};
 use perks::db::{Backend, Db, Tx};
 use perks::org::model::{NewOrg, OrgId};
 use perks::org::service::provision_org;
 use serde_json::{Value, json};
-use tower::ServiceExt;
+
+use common::{
+    Cpu, Lcg, MakeRequest, closed_loop, cpu_model, env_f64, env_usize, latency_json, round1,
+    round3, sync_probe, through_router,
+};
 
 /// Points of every redemption, and the same in the store's ten-thousandths.
 const POINTS: i64 = 10;
@@ -78,242 +81,6 @@ const POOL_BILL: f64 = 100_000.0;
 const HOT_BILL: f64 = 100_000_000.0;
 /// The duration of a phase bounded by its request count instead (setup, warm-up).
 const UNBOUNDED_SECONDS: f64 = 86_400.0;
-
-/// A small deterministic generator, so every run draws the same customers.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|v: &f64| v.is_finite() && *v > 0.0)
-        .unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    ms(sorted[index])
-}
-
-/// p50 / p99 / p99.9 / max / mean of a set of latencies, in milliseconds.
-fn latency_json(samples: &mut [Duration]) -> Value {
-    samples.sort();
-    let mean = if samples.is_empty() {
-        0.0
-    } else {
-        samples.iter().map(|d| d.as_secs_f64()).sum::<f64>() * 1000.0 / samples.len() as f64
-    };
-    json!({
-        "samples": samples.len(),
-        "p50": round3(percentile(samples, 0.5)),
-        "p99": round3(percentile(samples, 0.99)),
-        "p999": round3(percentile(samples, 0.999)),
-        "max": round3(samples.last().map(|d| ms(*d)).unwrap_or(0.0)),
-        "mean": round3(mean),
-    })
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_default()
-}
-
-/// The share of the machine's cores that were busy between two readings of `/proc/stat`.
-fn machine_ticks() -> Option<(u64, u64)> {
-    let all = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks: Vec<u64> =
-        all.lines().next()?.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-    let total: u64 = ticks.iter().take(8).sum();
-    let idle = ticks.get(3)? + ticks.get(4)?;
-    Some((total - idle, total))
-}
-
-fn busy_share(start: Option<(u64, u64)>) -> Value {
-    match (start, machine_ticks()) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
-            json!(round3((b1 - b0) as f64 / (t1 - t0) as f64))
-        }
-        _ => Value::Null,
-    }
-}
-
-/// `write` + `fsync` of 4 KiB blocks in `dir`, for at most `max`.
-fn sync_probe(dir: &Path, samples: usize, max: Duration) -> Value {
-    const FILE: u64 = 1 << 20;
-    const BLOCK: usize = 4096;
-    let path = dir.join("fsync-probe");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    file.write_all(&vec![0u8; FILE as usize]).unwrap();
-    file.sync_all().unwrap();
-    let block = vec![0xA5u8; BLOCK];
-    let mut latencies = Vec::with_capacity(samples);
-    let started = Instant::now();
-    for i in 0..samples {
-        if started.elapsed() > max {
-            break;
-        }
-        let t = Instant::now();
-        file.seek(SeekFrom::Start((i as u64 * BLOCK as u64) % FILE)).unwrap();
-        file.write_all(&block).unwrap();
-        file.sync_all().unwrap();
-        latencies.push(t.elapsed());
-    }
-    drop(file);
-    let _ = std::fs::remove_file(&path);
-    let latency = latency_json(&mut latencies);
-    let p50 = latency["p50"].as_f64().unwrap_or(0.0);
-    json!({"latencyMillis": latency,
-        "impliedCommitsPerSecond": if p50 > 0.0 { round1(1000.0 / p50) } else { 0.0 }})
-}
-
-// ---------------------------------------------------------------- HTTP phases
-
-type MakeRequest = dyn Fn(u64, u64) -> Request<Body> + Send + Sync;
-
-/// What one phase of requests saw.
-#[derive(Default)]
-struct Phase {
-    latencies: Vec<Duration>,
-    ok: usize,
-    errors: BTreeMap<u16, usize>,
-    first_error: Option<String>,
-    seconds: f64,
-    busy: Value,
-}
-
-impl Phase {
-    fn record(&mut self, latency: Duration, status: u16, body: &[u8]) {
-        self.latencies.push(latency);
-        if status == 200 {
-            self.ok += 1;
-        } else {
-            *self.errors.entry(status).or_default() += 1;
-            if self.first_error.is_none() {
-                self.first_error = Some(String::from_utf8_lossy(body).chars().take(300).collect());
-            }
-        }
-    }
-
-    fn merge(&mut self, other: Phase) {
-        self.latencies.extend(other.latencies);
-        self.ok += other.ok;
-        for (status, count) in other.errors {
-            *self.errors.entry(status).or_default() += count;
-        }
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
-        }
-    }
-
-    fn errors(&self) -> usize {
-        self.errors.values().sum()
-    }
-
-    fn rate(&self) -> f64 {
-        if self.seconds > 0.0 { self.ok as f64 / self.seconds } else { 0.0 }
-    }
-
-    fn summary(&mut self, concurrency: usize) -> Value {
-        let mut v = json!({
-            "concurrency": concurrency,
-            "ok": self.ok,
-            "errors": self.errors(),
-            "errorsByStatus": self.errors.iter().map(|(s, c)| (s.to_string(), json!(c))).collect::<serde_json::Map<_, _>>(),
-            "seconds": round3(self.seconds),
-            "okPerSecond": round1(self.rate()),
-            "latencyMillis": latency_json(&mut self.latencies),
-            "machineBusyShare": self.busy,
-        });
-        if let Some(e) = &self.first_error {
-            v["firstError"] = json!(e);
-        }
-        v
-    }
-}
-
-async fn send(app: &Router, request: Request<Body>) -> (u16, Bytes) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, body)
-}
-
-/// `concurrency` tasks, each sending its next request when the previous one is answered, for
-/// `seconds` or until `max` requests were sent in all.
-async fn closed_loop(
-    app: &Router,
-    make: &Arc<MakeRequest>,
-    sequence: &Arc<AtomicU64>,
-    concurrency: usize,
-    seconds: f64,
-    max: usize,
-) -> Phase {
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let sent = Arc::new(AtomicUsize::new(0));
-    let ticks = machine_ticks();
-    let started = Instant::now();
-    let mut handles = Vec::with_capacity(concurrency);
-    for task in 0..concurrency {
-        let (app, make, sequence, sent) =
-            (app.clone(), make.clone(), sequence.clone(), sent.clone());
-        handles.push(tokio::spawn(async move {
-            let mut rng = Lcg(1_000 + task as u64);
-            let mut phase = Phase::default();
-            while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < max {
-                let request = make(sequence.fetch_add(1, Ordering::Relaxed), rng.next());
-                let t = Instant::now();
-                let (status, body) = send(&app, request).await;
-                phase.record(t.elapsed(), status, &body);
-            }
-            phase
-        }));
-    }
-    let mut phase = Phase::default();
-    for handle in handles {
-        phase.merge(handle.await.unwrap());
-    }
-    phase.seconds = started.elapsed().as_secs_f64();
-    phase.busy = busy_share(ticks);
-    phase
-}
 
 fn mobile(i: usize) -> String {
     format!("9198{:08}", 40_000_000 + i)
@@ -414,7 +181,7 @@ async fn raw_phase(
 ) -> Value {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let written = Arc::new(AtomicUsize::new(0));
-    let ticks = machine_ticks();
+    let cpu = Cpu::now();
     let started = Instant::now();
     let mut handles = Vec::with_capacity(tasks);
     for task in 0..tasks {
@@ -452,7 +219,7 @@ async fn raw_phase(
         "seconds": round3(elapsed),
         "redemptionsPerSecond": round1(count as f64 / elapsed),
         "commitMillis": latency_json(&mut commits),
-        "machineBusyShare": busy_share(ticks),
+        "machineBusyShare": cpu.map_or(Value::Null, |c| c.since(count)["machineBusyShare"].clone()),
     })
 }
 
@@ -485,7 +252,7 @@ async fn main() {
     });
     eprintln!("redemption on {backend_name}; machine {machine}");
     let probe_budget = Duration::from_secs_f64(raw_seconds.max(1.0));
-    let fsync = sync_probe(dir.path(), 2_000, probe_budget);
+    let fsync = sync_probe(dir.path(), 2_000, probe_budget, false);
     eprintln!("fsync {}", fsync["latencyMillis"]);
 
     let mut settings =
@@ -530,8 +297,14 @@ async fn main() {
                 .unwrap()
         });
         let counter = Arc::new(AtomicU64::new(0));
-        let phase =
-            closed_loop(&app, &make, &counter, concurrency, UNBOUNDED_SECONDS, pool_size + 1).await;
+        let phase = closed_loop(
+            &through_router(&app, make),
+            &counter,
+            concurrency,
+            UNBOUNDED_SECONDS,
+            pool_size + 1,
+        )
+        .await;
         assert_eq!(phase.errors(), 0, "{what} failed: {:?}", phase.first_error);
     }
     // (customer, its one lot), by mobile number order: index 0 is the hot customer.
@@ -575,7 +348,14 @@ async fn main() {
     let sequence = Arc::new(AtomicU64::new(0));
     let uniform = redeem_request(None);
     let hot_request = redeem_request(Some(hot));
-    let warm = closed_loop(&app, &uniform, &sequence, concurrency, UNBOUNDED_SECONDS, warmup).await;
+    let warm = closed_loop(
+        &through_router(&app, uniform.clone()),
+        &sequence,
+        concurrency,
+        UNBOUNDED_SECONDS,
+        warmup,
+    )
+    .await;
     assert_eq!(warm.errors(), 0, "warm-up failed: {:?}", warm.first_error);
 
     let mut phases = serde_json::Map::new();
@@ -588,9 +368,11 @@ async fn main() {
         ("hotCN", &hot_request, concurrency),
     ] {
         eprintln!("{name} …");
-        let mut phase = closed_loop(&app, make, &sequence, tasks, seconds, max).await;
+        let mut phase =
+            closed_loop(&through_router(&app, make.clone()), &sequence, tasks, seconds, max).await;
         rates.insert(name, phase.rate());
-        let summary = phase.summary(tasks);
+        let busy = phase.cpu["machineBusyShare"].clone();
+        let summary = phase.summary(json!({"concurrency": tasks, "machineBusyShare": busy}));
         p99.insert(name, summary["latencyMillis"]["p99"].as_f64().unwrap_or(0.0));
         p99.insert(
             match name {
@@ -618,7 +400,7 @@ async fn main() {
         eprintln!("raw {name}: {result}");
         raw.insert(name.into(), result);
     }
-    let fsync_end = sync_probe(dir.path(), 2_000, probe_budget);
+    let fsync_end = sync_probe(dir.path(), 2_000, probe_budget, false);
 
     // The ledger is exact after everything, and every 200 stored one redemption.
     let mismatches = {

@@ -114,26 +114,29 @@
 //! `PERKS_BENCH_MAX_IN_FLIGHT` (5,000), `PERKS_BENCH_CENSUS_BILLS` (100).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{Seek, SeekFrom, Write};
-use std::path::Path;
+mod common;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::Query;
 use axum::http::Request;
 use axum::routing::post;
 use axum::{Json, Router};
-use http_body_util::BodyExt;
 use perks::app::{AppState, router};
 use perks::config::{DatabaseUrl, Settings};
 use perks::db::{Backend, Db, Tx};
 use perks::org::model::{NewOrg, OrgId};
 use perks::org::service::provision_org;
 use serde_json::{Value, json};
-use tower::ServiceExt;
+
+use common::{
+    Cpu, Lcg, MakeRequest, closed_loop, cpu_model, env_f64, env_usize, file_system, latency_json,
+    open_loop, percentile, round1, round3, sync_probe, through_router,
+};
 
 const DAY_MS: i64 = 86_400_000;
 /// The duration of a phase bounded by its request count instead (registration, warm-up).
@@ -143,141 +146,6 @@ const BILL_AMOUNT: f64 = 1234.5;
 /// The same amount and its points in the store's ten-thousandths, for the raw rows.
 const BILL_FIXED: i64 = 12_345_000;
 const POINTS_FIXED: i64 = 1_234_500;
-
-/// A small deterministic generator, so every run draws the same customers.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|v: &f64| v.is_finite() && *v > 0.0)
-        .unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    ms(sorted[index])
-}
-
-/// p50 / p99 / p99.9 / max / mean of a set of latencies, in milliseconds.
-fn latency_json(samples: &mut [Duration]) -> Value {
-    samples.sort();
-    let mean = if samples.is_empty() {
-        0.0
-    } else {
-        samples.iter().map(|d| d.as_secs_f64()).sum::<f64>() * 1000.0 / samples.len() as f64
-    };
-    json!({
-        "samples": samples.len(),
-        "p50": round3(percentile(samples, 0.5)),
-        "p99": round3(percentile(samples, 0.99)),
-        "p999": round3(percentile(samples, 0.999)),
-        "max": round3(samples.last().map(|d| ms(*d)).unwrap_or(0.0)),
-        "mean": round3(mean),
-    })
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
-// ---------------------------------------------------------------- machine
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The device and file-system type the directory lives on, from `/proc/mounts`.
-fn file_system(dir: &Path) -> String {
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
-        return "unknown".into();
-    };
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut fields = l.split_whitespace();
-            let (device, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
-            dir.starts_with(point).then(|| (point.len(), format!("{device} ({kind}) on {point}")))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map(|(_, s)| s)
-        .unwrap_or_else(|| "unknown".into())
-}
-
-// ---------------------------------------------------------------- CPU
-
-/// CPU time used so far, in USER_HZ ticks (100 per second on Linux): by this process, and by the
-/// whole machine (busy = everything but idle and iowait; total = all).
-#[derive(Clone, Copy)]
-struct Cpu {
-    process: u64,
-    machine_busy: u64,
-    machine_total: u64,
-    at: Instant,
-}
-
-impl Cpu {
-    fn now() -> Option<Cpu> {
-        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
-        let after_name = own.rsplit_once(')')?.1;
-        let fields: Vec<u64> =
-            after_name.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-        // utime and stime are fields 14 and 15 of proc(5); `fields` starts at field 4.
-        let process = fields.get(10)? + fields.get(11)?;
-        let all = std::fs::read_to_string("/proc/stat").ok()?;
-        let line = all.lines().next()?;
-        let ticks: Vec<u64> =
-            line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-        let total: u64 = ticks.iter().take(8).sum();
-        let idle = ticks.get(3)? + ticks.get(4)?;
-        Some(Cpu { process, machine_busy: total - idle, machine_total: total, at: Instant::now() })
-    }
-
-    /// Cores used by this process and the machine's busy share since `self`; CPU ms per item.
-    fn since(self, items: usize) -> Value {
-        let Some(end) = Cpu::now() else { return Value::Null };
-        let wall = end.at.duration_since(self.at).as_secs_f64();
-        let process_s = (end.process - self.process) as f64 / 100.0;
-        let busy = (end.machine_busy - self.machine_busy) as f64;
-        let total = (end.machine_total - self.machine_total) as f64;
-        json!({
-            "processCores": round3(process_s / wall),
-            "machineBusyShare": if total > 0.0 { round3(busy / total) } else { 0.0 },
-            "processCpuMillisPerItem": if items > 0 { round3(process_s * 1000.0 / items as f64) } else { 0.0 },
-        })
-    }
-}
 
 // ---------------------------------------------------------------- statement census
 
@@ -421,50 +289,6 @@ mod census {
 }
 
 // ---------------------------------------------------------------- 1. fsync
-
-/// `write` 4 KiB + sync, `samples` times (or for at most `max` time), at rotating offsets of a
-/// preallocated 1 MiB file; `data_only` uses `fdatasync` instead of `fsync`.
-fn sync_baseline(dir: &Path, samples: usize, max: Duration, data_only: bool) -> Value {
-    const FILE: u64 = 1 << 20;
-    const BLOCK: usize = 4096;
-    let path = dir.join(if data_only { "fdatasync-probe" } else { "fsync-probe" });
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    file.write_all(&vec![0u8; FILE as usize]).unwrap();
-    file.sync_all().unwrap();
-    let block = vec![0xA5u8; BLOCK];
-    let mut latencies = Vec::with_capacity(samples);
-    let started = Instant::now();
-    for i in 0..samples {
-        if started.elapsed() > max {
-            break;
-        }
-        let t = Instant::now();
-        file.seek(SeekFrom::Start((i as u64 * BLOCK as u64) % FILE)).unwrap();
-        file.write_all(&block).unwrap();
-        if data_only {
-            file.sync_data().unwrap();
-        } else {
-            file.sync_all().unwrap();
-        }
-        latencies.push(t.elapsed());
-    }
-    drop(file);
-    let _ = std::fs::remove_file(&path);
-    let latency = latency_json(&mut latencies);
-    let p50 = latency["p50"].as_f64().unwrap_or(0.0);
-    json!({
-        "call": if data_only { "fdatasync" } else { "fsync" },
-        "blockBytes": BLOCK,
-        "latencyMillis": latency,
-        "impliedCommitsPerSecond": if p50 > 0.0 { round1(1000.0 / p50) } else { 0.0 },
-    })
-}
 
 // ---------------------------------------------------------------- 2. raw rows
 
@@ -641,181 +465,6 @@ async fn raw_phase(
 
 // ---------------------------------------------------------------- 3 and 4. HTTP
 
-/// Builds request number `n` (unique across the run), for a draw `draw` of the generator.
-type MakeRequest = dyn Fn(u64, u64) -> Request<Body> + Send + Sync;
-
-/// What one phase of requests saw.
-#[derive(Default)]
-struct Phase {
-    latencies: Vec<Duration>,
-    service: Vec<Duration>,
-    ok: usize,
-    errors: BTreeMap<u16, usize>,
-    first_error: Option<String>,
-    dropped: usize,
-    max_lag: Duration,
-    seconds: f64,
-    cpu: Value,
-    /// Lots in the database at the start and the end of the phase.
-    lots: Option<(i64, i64)>,
-}
-
-impl Phase {
-    fn record(&mut self, latency: Duration, status: u16, body: &[u8]) {
-        self.latencies.push(latency);
-        if status == 200 {
-            self.ok += 1;
-        } else {
-            *self.errors.entry(status).or_default() += 1;
-            if self.first_error.is_none() {
-                self.first_error = Some(String::from_utf8_lossy(body).chars().take(300).collect());
-            }
-        }
-    }
-
-    fn merge(&mut self, other: Phase) {
-        self.latencies.extend(other.latencies);
-        self.service.extend(other.service);
-        self.ok += other.ok;
-        for (status, count) in other.errors {
-            *self.errors.entry(status).or_default() += count;
-        }
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
-        }
-    }
-
-    fn errors(&self) -> usize {
-        self.errors.values().sum()
-    }
-
-    fn rate(&self) -> f64 {
-        if self.seconds > 0.0 { self.ok as f64 / self.seconds } else { 0.0 }
-    }
-
-    fn summary(&mut self, extra: Value) -> Value {
-        let mut v = json!({
-            "ok": self.ok,
-            "errors": self.errors(),
-            "errorsByStatus": self.errors.iter().map(|(s, c)| (s.to_string(), json!(c))).collect::<serde_json::Map<_, _>>(),
-            "seconds": round3(self.seconds),
-            "okPerSecond": round1(self.rate()),
-            "latencyMillis": latency_json(&mut self.latencies),
-        });
-        if let Some(e) = &self.first_error {
-            v["firstError"] = json!(e);
-        }
-        if !self.cpu.is_null() {
-            v["cpu"] = self.cpu.clone();
-        }
-        if let Some((start, end)) = self.lots {
-            v["pointLots"] = json!({"atStart": start, "atEnd": end});
-        }
-        if !self.service.is_empty() {
-            v["serviceMillis"] = latency_json(&mut self.service);
-            v["dropped"] = json!(self.dropped);
-            v["maxGeneratorLagMillis"] = json!(round3(ms(self.max_lag)));
-        }
-        if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
-            v.extend(extra);
-        }
-        v
-    }
-}
-
-async fn send(app: &Router, request: Request<Body>) -> (u16, Bytes) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, body)
-}
-
-/// `concurrency` tasks, each sending its next request as soon as the previous one is answered,
-/// for `seconds` or until `max` requests were sent in all.
-async fn closed_loop(
-    app: &Router,
-    make: &Arc<MakeRequest>,
-    sequence: &Arc<AtomicU64>,
-    concurrency: usize,
-    seconds: f64,
-    max: usize,
-) -> Phase {
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let sent = Arc::new(AtomicUsize::new(0));
-    let cpu = Cpu::now();
-    let started = Instant::now();
-    let mut handles = Vec::with_capacity(concurrency);
-    for task in 0..concurrency {
-        let (app, make, sequence, sent) =
-            (app.clone(), make.clone(), sequence.clone(), sent.clone());
-        handles.push(tokio::spawn(async move {
-            let mut rng = Lcg(1_000 + task as u64);
-            let mut phase = Phase::default();
-            while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < max {
-                let request = make(sequence.fetch_add(1, Ordering::Relaxed), rng.next());
-                let t = Instant::now();
-                let (status, body) = send(&app, request).await;
-                phase.record(t.elapsed(), status, &body);
-            }
-            phase
-        }));
-    }
-    let mut phase = Phase::default();
-    for handle in handles {
-        phase.merge(handle.await.unwrap());
-    }
-    phase.seconds = started.elapsed().as_secs_f64();
-    phase.cpu = cpu.map_or(Value::Null, |c| c.since(phase.ok + phase.errors()));
-    phase
-}
-
-/// Requests started at `rate` per second for `seconds` (at most `max`), whatever the answers do;
-/// latency counts from each request's scheduled start.
-async fn open_loop(
-    app: &Router,
-    make: &Arc<MakeRequest>,
-    sequence: &Arc<AtomicU64>,
-    rate: f64,
-    seconds: f64,
-    (max, max_in_flight): (usize, usize),
-) -> Phase {
-    let total = ((rate * seconds).round() as usize).clamp(1, max.max(1));
-    let interval = 1.0 / rate;
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let mut rng = Lcg(99);
-    let mut phase = Phase::default();
-    let mut handles = Vec::with_capacity(total);
-    let cpu = Cpu::now();
-    let start = Instant::now() + Duration::from_millis(5);
-    for i in 0..total {
-        let due = start + Duration::from_secs_f64(interval * i as f64);
-        tokio::time::sleep_until(due.into()).await;
-        phase.max_lag = phase.max_lag.max(Instant::now().saturating_duration_since(due));
-        if in_flight.load(Ordering::Relaxed) >= max_in_flight {
-            phase.dropped += 1;
-            continue;
-        }
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        let request = make(sequence.fetch_add(1, Ordering::Relaxed), rng.next());
-        let (app, in_flight) = (app.clone(), in_flight.clone());
-        handles.push(tokio::spawn(async move {
-            let sent = Instant::now();
-            let (status, body) = send(&app, request).await;
-            let done = Instant::now();
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-            (done - due, done - sent, status, body)
-        }));
-    }
-    for handle in handles {
-        let (latency, service, status, body) = handle.await.unwrap();
-        phase.record(latency, status, &body);
-        phase.service.push(service);
-    }
-    phase.seconds = start.elapsed().as_secs_f64();
-    phase.cpu = cpu.map_or(Value::Null, |c| c.since(phase.ok + phase.errors()));
-    phase
-}
-
 /// The HTTP + JSON ceiling: parse the query and the bill, return the parsed bill.
 fn echo_router() -> Router {
     async fn echo(
@@ -875,8 +524,8 @@ async fn main() {
 
     // 1. fsync baseline, before anything else runs.
     let fsync_budget = Duration::from_secs_f64(raw_seconds.max(1.0));
-    let fsync = sync_baseline(dir.path(), fsync_samples, fsync_budget, false);
-    let fdatasync = sync_baseline(dir.path(), fsync_samples, fsync_budget, true);
+    let fsync = sync_probe(dir.path(), fsync_samples, fsync_budget, false);
+    let fdatasync = sync_probe(dir.path(), fsync_samples, fsync_budget, true);
     eprintln!("fsync {}", fsync["latencyMillis"]);
 
     // The app, an org with its starter program, and the customer pool (through the API).
@@ -923,7 +572,14 @@ async fn main() {
                 .unwrap()
         });
         let counter = Arc::new(AtomicU64::new(0));
-        let phase = closed_loop(&app, &make, &counter, concurrency, UNBOUNDED_SECONDS, pool).await;
+        let phase = closed_loop(
+            &through_router(&app, make),
+            &counter,
+            concurrency,
+            UNBOUNDED_SECONDS,
+            pool,
+        )
+        .await;
         assert_eq!(phase.errors(), 0, "registration failed: {:?}", phase.first_error);
         phase
     };
@@ -995,21 +651,23 @@ async fn main() {
     let echo = echo_router();
     let sequence = Arc::new(AtomicU64::new(0));
     let w1 = w1_make(true);
+    let w1_send = through_router(&app, w1.clone());
+    let echo_send = through_router(&echo, w1.clone());
     let mut ceiling = serde_json::Map::new();
     for (name, c) in [("c1", 1), ("cN", concurrency)] {
-        let mut phase = closed_loop(&echo, &w1, &sequence, c, raw_seconds, max_bills * 10).await;
+        let mut phase = closed_loop(&echo_send, &sequence, c, raw_seconds, max_bills * 10).await;
         assert_eq!(phase.errors(), 0, "echo failed: {:?}", phase.first_error);
         eprintln!("http ceiling {name}: {:.0} req/s", phase.rate());
         ceiling.insert(name.into(), phase.summary(json!({"concurrency": c})));
     }
 
     // 4. W1 through the app.
-    let mut warm = closed_loop(&app, &w1, &sequence, concurrency, UNBOUNDED_SECONDS, warmup).await;
+    let mut warm = closed_loop(&w1_send, &sequence, concurrency, UNBOUNDED_SECONDS, warmup).await;
     assert_eq!(warm.errors(), 0, "warm-up failed: {:?}", warm.first_error);
     let warm = warm.summary(json!({}));
     let census_bills = env_usize("PERKS_BENCH_CENSUS_BILLS", 100).max(1);
     census::switch(true);
-    let mut counted = closed_loop(&app, &w1, &sequence, 1, UNBOUNDED_SECONDS, census_bills).await;
+    let mut counted = closed_loop(&w1_send, &sequence, 1, UNBOUNDED_SECONDS, census_bills).await;
     census::switch(false);
     assert_eq!(counted.errors(), 0, "census failed: {:?}", counted.first_error);
     let w1_census = census::report(counted.ok);
@@ -1020,8 +678,8 @@ async fn main() {
     let mut best = 0.0f64;
     for (name, c) in [("closedC1", 1), ("closedCN", concurrency)] {
         let lots_at_start = count_lots(&state.db).await;
-        let mut phase = closed_loop(&app, &w1, &sequence, c, seconds, max_bills).await;
-        phase.lots = Some((lots_at_start, count_lots(&state.db).await));
+        let mut phase = closed_loop(&w1_send, &sequence, c, seconds, max_bills).await;
+        let lots = lots_json(lots_at_start, count_lots(&state.db).await);
         best = best.max(phase.rate());
         eprintln!(
             "W1 {name}: {:.1} bills/s, {} errors, p50 {:.2} ms",
@@ -1029,15 +687,15 @@ async fn main() {
             phase.errors(),
             percentile(&sorted(&phase.latencies), 0.5)
         );
-        w1_results.insert(name.into(), phase.summary(json!({"concurrency": c})));
+        w1_results.insert(name.into(), phase.summary(json!({"concurrency": c, "pointLots": lots})));
     }
     let mut open = Vec::new();
     for load in &open_loads {
         let rate = best * load;
         let lots_at_start = count_lots(&state.db).await;
         let mut phase =
-            open_loop(&app, &w1, &sequence, rate, seconds, (max_bills, max_in_flight)).await;
-        phase.lots = Some((lots_at_start, count_lots(&state.db).await));
+            open_loop(&w1_send, &sequence, rate, seconds, (max_bills, max_in_flight)).await;
+        let lots = lots_json(lots_at_start, count_lots(&state.db).await);
         eprintln!(
             "W1 open loop {:.0}% ({rate:.1}/s): {:.1} ok/s, {} errors, {} dropped",
             load * 100.0,
@@ -1046,20 +704,29 @@ async fn main() {
             phase.dropped
         );
         open.push(
-            phase.summary(json!({"loadOfClosedLoopMax": load, "targetPerSecond": round1(rate)})),
+            phase.summary(json!({"loadOfClosedLoopMax": load, "targetPerSecond": round1(rate),
+                "pointLots": lots})),
         );
     }
     w1_results.insert("open".into(), json!(open));
     {
         let without = w1_make(false);
         let lots_at_start = count_lots(&state.db).await;
-        let mut phase =
-            closed_loop(&app, &without, &sequence, concurrency, seconds / 2.0, max_bills).await;
-        phase.lots = Some((lots_at_start, count_lots(&state.db).await));
+        let mut phase = closed_loop(
+            &through_router(&app, without),
+            &sequence,
+            concurrency,
+            seconds / 2.0,
+            max_bills,
+        )
+        .await;
+        let lots = lots_json(lots_at_start, count_lots(&state.db).await);
         eprintln!("W1 without Idempotency-Key c{concurrency}: {:.1} bills/s", phase.rate());
         w1_results.insert(
             "noIdempotencyKeyCN".into(),
-            phase.summary(json!({"concurrency": concurrency, "diagnosticOnly": true})),
+            phase.summary(
+                json!({"concurrency": concurrency, "diagnosticOnly": true, "pointLots": lots}),
+            ),
         );
     }
     let lots_after_w1 = count_lots(&state.db).await;
@@ -1098,21 +765,23 @@ async fn main() {
     let lots_before_rerun = count_lots(&state.db).await;
     {
         let mut phase =
-            closed_loop(&app, &w1, &sequence, concurrency, seconds / 2.0, max_bills).await;
-        phase.lots = Some((lots_before_rerun, count_lots(&state.db).await));
+            closed_loop(&w1_send, &sequence, concurrency, seconds / 2.0, max_bills).await;
+        let lots = lots_json(lots_before_rerun, count_lots(&state.db).await);
         eprintln!(
             "W1 c{concurrency} with {lots_before_rerun} lots in the database: {:.1} bills/s",
             phase.rate()
         );
         w1_results.insert(
             "closedCNAfterRaw".into(),
-            phase.summary(json!({"concurrency": concurrency, "diagnosticOnly": true,
-                "pointLotsInDatabase": lots_before_rerun})),
+            phase.summary(
+                json!({"concurrency": concurrency, "diagnosticOnly": true, "pointLots": lots,
+                "pointLotsInDatabase": lots_before_rerun}),
+            ),
         );
     }
 
     // The same fsync probe again: the disk's behaviour can change during a run.
-    let fsync_at_end = sync_baseline(dir.path(), fsync_samples, fsync_budget, false);
+    let fsync_at_end = sync_probe(dir.path(), fsync_samples, fsync_budget, false);
     eprintln!("fsync at the end {}", fsync_at_end["latencyMillis"]);
 
     // Checks: the ledger still verifies and every 200 stored its bill.
@@ -1213,6 +882,11 @@ async fn main() {
 }
 
 /// Lots in the whole database (every org): what `expire_customer` scans on SQLite.
+/// The lots in the database at the start and the end of a phase.
+fn lots_json(at_start: i64, at_end: i64) -> Value {
+    json!({"atStart": at_start, "atEnd": at_end})
+}
+
 async fn count_lots(db: &Db) -> i64 {
     let mut conn = db.read().await.unwrap();
     perks::dispatch!(&mut conn, |e| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM point_lots")
