@@ -394,7 +394,8 @@ async fn line_breakup(
 
 /// `GET /v2/pointsLedger/getLedgerExplodeInfo` — for each named ledger event (entry ids, or bill,
 /// redemption or transfer ids), the lots it moved: which awards a debit consumed (soonest-
-/// expiring first) and which a credit created or restored.
+/// expiring first) and which a credit created or restored; bill events add what each line item
+/// earned or gave back (`lineItemsBreakup`).
 #[utoipa::path(get, path = "/v2/pointsLedger/getLedgerExplodeInfo", tag = "points-ledger", params(ExplodeQuery),
     responses((status = 200, description = "The events and their lots"), (status = 400, description = "Bad ids or event name"), (status = 404, description = "8015 not found")))]
 pub async fn explode_info(

@@ -812,10 +812,10 @@ async fn deduct_for(
     Ok(axum::Json(reply).into_response())
 }
 
-/// `POST /v2/customers/lookup/negativePointsAdjustment` — deducts points from the customer an
-/// identifier names (below zero only when the org allows it).
+/// `POST /v2/customers/lookup/negativePointsAdjustment` — deducts points, or an alternate
+/// currency, from the customer an identifier names (below zero only when the org allows it).
 #[utoipa::path(post, path = "/v2/customers/lookup/negativePointsAdjustment", tag = "points", params(AdjustQuery), request_body = AdjustBody,
-    responses((status = 200, description = "Deducted"), (status = 400, description = "801 bad points, 803 more than the balance, 840 unknown currency, 1101 unknown program"), (status = 404, description = "8015 not found, 841 unknown award")))]
+    responses((status = 200, description = "Deducted"), (status = 400, description = "801 bad points or currency amount, 803 more than the balance, 840 unknown or inactive alternate currency, 1101 unknown program"), (status = 404, description = "8015 not found, 841 unknown award (or one of another currency)")))]
 pub async fn lookup_deduct(
     State(state): State<AppState>,
     principal: Principal,
@@ -840,9 +840,10 @@ pub async fn lookup_deduct(
     deduct_for(&state, &principal, customer, &body).await
 }
 
-/// `POST /v2/customers/{id}/negativePointsAdjustment` — deducts points from the customer.
+/// `POST /v2/customers/{id}/negativePointsAdjustment` — deducts points, or an alternate
+/// currency, from the customer.
 #[utoipa::path(post, path = "/v2/customers/{id}/negativePointsAdjustment", tag = "points", params(AdjustQuery), request_body = AdjustBody,
-    responses((status = 200, description = "Deducted"), (status = 400, description = "801 bad points, 803 more than the balance, 840 unknown currency, 1101 unknown program"), (status = 404, description = "8015 not found, 841 unknown award")))]
+    responses((status = 200, description = "Deducted"), (status = 400, description = "801 bad points or currency amount, 803 more than the balance, 840 unknown or inactive alternate currency, 1101 unknown program"), (status = 404, description = "8015 not found, 841 unknown award (or one of another currency)")))]
 pub async fn deduct(
     State(state): State<AppState>,
     principal: Principal,
@@ -1238,9 +1239,9 @@ async fn allocate_one(
     }))
 }
 
-/// `POST /v2/customers/bulk/manualCurrencyAllocate` — issues points by hand, up to 10 items,
-/// each on its own (HTTP 200 all issued, 201 some failed, 400 none); an award linked to a bill
-/// is revoked when the bill is returned.
+/// `POST /v2/customers/bulk/manualCurrencyAllocate` — issues points or an alternate currency by
+/// hand, up to 10 items, each on its own (HTTP 200 all issued, 201 some failed, 400 none); an
+/// award linked to a bill is revoked when the bill is returned.
 #[utoipa::path(post, path = "/v2/customers/bulk/manualCurrencyAllocate", tag = "points", request_body = Vec<AllocationItem>,
     responses((status = 200, description = "Per-item results"), (status = 201, description = "Some items failed"), (status = 400, description = "All items failed; 1060 more than 10 items")))]
 pub async fn allocate(
