@@ -96,8 +96,7 @@ pub enum Code {
     PointsNotInMultiples,
     CustomerMarkedFraud,
     InvalidValidationCode,
-    ValidationCodeExpired,
-    ValidationCodeRequired,
+    ReversalPointsMismatch,
     RedemptionNotFound,
     RedemptionAlreadyReversed,
     PointsAboveMaximum,
@@ -175,7 +174,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 151] = [
+    pub const ALL: [Code; 150] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -260,8 +259,7 @@ impl Code {
         Code::PointsNotInMultiples,
         Code::CustomerMarkedFraud,
         Code::InvalidValidationCode,
-        Code::ValidationCodeExpired,
-        Code::ValidationCodeRequired,
+        Code::ReversalPointsMismatch,
         Code::RedemptionNotFound,
         Code::RedemptionAlreadyReversed,
         Code::PointsAboveMaximum,
@@ -577,17 +575,19 @@ impl Code {
                 (809, 400, "CustomerMarkedFraud", "Customer is marked as fraud")
             }
             Code::InvalidValidationCode => {
-                (810, 400, "InvalidValidationCode", "Invalid validation code")
+                (808, 400, "InvalidValidationCode", "Unable to redeem. Validation code is invalid")
             }
-            Code::ValidationCodeExpired => {
-                (811, 400, "ValidationCodeExpired", "Validation code expired or used up")
+            Code::ReversalPointsMismatch => {
+                (810, 400, "ReversalPointsMismatch", "Mismatch in points for revert API call")
             }
-            Code::ValidationCodeRequired => {
-                (812, 400, "ValidationCodeRequired", "Validation code is required")
-            }
-            Code::RedemptionNotFound => (813, 404, "RedemptionNotFound", "Redemption not found"),
+            Code::RedemptionNotFound => (
+                814,
+                404,
+                "RedemptionNotFound",
+                "No points were redeemed on this transaction number",
+            ),
             Code::RedemptionAlreadyReversed => {
-                (814, 400, "RedemptionAlreadyReversed", "Redemption already reversed")
+                (812, 400, "RedemptionAlreadyReversed", "The points have been reverted already")
             }
             Code::PointsAboveMaximum => {
                 (819, 400, "PointsAboveMaximum", "Points exceed the maximum per transaction")

@@ -12,9 +12,11 @@ use super::ledger::{self, Award, EntryMeta, LedgerError, Scope};
 use super::model::{Fixed, LotKind};
 use super::redemption::PointsError;
 use super::store::{self, LotRow};
+use super::store_currency;
 use super::store_ops::{self, NewAdjustment, NewAllocation};
 use crate::audit::{self, AuditActor, Change};
 use crate::auth::Principal;
+use crate::currencies::model::CurrencyRow;
 use crate::customers::model::CustomerId;
 use crate::db::{Connection, Db, DbError, Tx};
 use crate::error::{ApiError, Code};
@@ -86,6 +88,8 @@ pub struct Deduction<'a> {
     pub promotion_id: Option<i64>,
     pub promotion_identifier: Option<&'a str>,
     pub till: Option<i64>,
+    /// The alternate currency to deduct instead of points (an active one of the org's).
+    pub currency: Option<&'a CurrencyRow>,
 }
 
 /// What a deduction did.
@@ -98,8 +102,9 @@ pub struct Deducted {
     pub balance: Fixed,
 }
 
-/// Deducts points (a negative `ADJUST` entry), soonest-expiring lots first (the named award
-/// first); below zero only when the org's `ALLOW_NEGATIVE_BALANCE_ON_RETURN` or the program's
+/// Deducts points, or an alternate currency (a negative `ADJUST` entry in that currency),
+/// soonest-expiring lots first (the named award first, which must be of that currency); below
+/// zero only when the org's `ALLOW_NEGATIVE_BALANCE_ON_RETURN` or the program's
 /// `returns.allowNegativeBalance` allows it, else 803 and nothing written.
 #[tracing::instrument(skip_all, fields(org = org.0, customer = d.customer))]
 pub async fn deduct(
@@ -119,9 +124,20 @@ pub async fn deduct(
         flag(&configs, NEGATIVE_BALANCE_CONFIG) || d.program.doc.returns.allow_negative_balance;
     let program = d.program.id.0;
     let scope = Scope { org, customer: d.customer, program, till: d.till, now };
-    ledger::open_account(&mut tx, scope).await?;
+    let currency = d.currency.map(|c| c.id).unwrap_or(ledger::POINTS);
+    if currency == ledger::POINTS {
+        ledger::open_account(&mut tx, scope).await?;
+    } else {
+        ledger::open_currency_account(&mut tx, scope, currency).await?;
+    }
     if let Some(lot) = d.target_lot {
-        own_lot(&mut tx, org, d.customer, program, lot).await?;
+        let lot = own_lot(&mut tx, org, d.customer, program, lot).await?;
+        if lot.currency_id != currency {
+            return Err(ApiError::with_message(
+                Code::PointsAwardNotFound,
+                format!("points award {} is not an award of the currency deducted", lot.id),
+            ));
+        }
     }
     let reference = d
         .promotion_id
@@ -129,15 +145,23 @@ pub async fn deduct(
         .or_else(|| d.promotion_identifier.map(|p| format!("promotion:{p}")))
         .unwrap_or_default();
     let meta = EntryMeta { reference: &reference, note: d.reason, ..EntryMeta::default() };
-    let done = ledger::deduct(&mut tx, scope, d.points, d.target_lot, allow_negative, meta)
-        .await
-        .map_err(|e| match e {
-        LedgerError::Insufficient { available } => {
-            ApiError::from(PointsError::MoreThanAvailable { requested: d.points, available })
-        }
-        LedgerError::NotPositive => ApiError::from(PointsError::InvalidPoints),
-        LedgerError::Db(db) => ApiError::from(db),
-    })?;
+    let done =
+        ledger::deduct_in(&mut tx, scope, currency, d.points, d.target_lot, allow_negative, meta)
+            .await
+            .map_err(|e| match e {
+                LedgerError::Insufficient { available } => match d.currency {
+                    None => ApiError::from(PointsError::MoreThanAvailable {
+                        requested: d.points,
+                        available,
+                    }),
+                    Some(c) => ApiError::with_message(
+                        Code::PointsMoreThanAvailable,
+                        format!("{} {} asked, {available} available", d.points, c.name),
+                    ),
+                },
+                LedgerError::NotPositive => ApiError::from(PointsError::InvalidPoints),
+                LedgerError::Db(db) => ApiError::from(db),
+            })?;
     let id = store_ops::insert_adjustment(
         &mut tx,
         org,
@@ -148,6 +172,7 @@ pub async fn deduct(
             taken: done.taken.0,
             reason: d.reason,
             category: LotKind::Regular.as_str(),
+            currency_id: currency,
             target_lot_id: d.target_lot,
             promotion_id: d.promotion_id,
             promotion_identifier: d.promotion_identifier,
@@ -157,8 +182,12 @@ pub async fn deduct(
         },
     )
     .await?;
-    let payload = json!({"adjustmentId": id, "customerId": d.customer, "programId": program,
+    let mut payload = json!({"adjustmentId": id, "customerId": d.customer, "programId": program,
         "points": -d.points.to_f64(), "reason": d.reason, "negativeBalance": done.debt.to_f64()});
+    if let Some(c) = d.currency {
+        payload["alternateCurrencyId"] = json!(c.id);
+        payload["alternateCurrencyName"] = json!(c.name);
+    }
     audit::record(
         &mut tx,
         org,
@@ -177,17 +206,21 @@ pub async fn deduct(
         org,
         principal,
         NewEvent {
-            event_type: "points.deducted",
+            event_type: if d.currency.is_some() { "currency.deducted" } else { "points.deducted" },
             entity_type: "CUSTOMER",
             entity_id: d.customer,
             payload,
         },
     )
     .await?;
-    let balance = store::lock_account(&mut tx, org, d.customer, program)
-        .await?
-        .map(|a| a.current_points)
-        .unwrap_or(0);
+    let balance = if currency == ledger::POINTS {
+        store::lock_account(&mut tx, org, d.customer, program).await?.map(|a| a.current_points)
+    } else {
+        store_currency::currency_balance(&mut tx, org, d.customer, program, currency)
+            .await?
+            .map(|b| b.current_points)
+    }
+    .unwrap_or(0);
     tx.commit().await?;
     Ok(Deducted { id, taken: done.taken, debt: done.debt, balance: Fixed(balance) })
 }
@@ -333,6 +366,9 @@ pub struct Allocation<'a> {
     pub source_rounding: RoundingStrategy,
     pub points_rounding: RoundingStrategy,
     pub till: Option<i64>,
+    /// The alternate currency to issue instead of points (an active one of the org's; never
+    /// promised).
+    pub currency: Option<&'a CurrencyRow>,
 }
 
 /// What an allocation did.
@@ -393,6 +429,10 @@ pub async fn allocate(
         .unwrap_or_default();
     let scope = Scope { org, customer: a.customer, program: program.id.0, till: a.till, now };
     let account = ledger::open_account(&mut tx, scope).await?;
+    let currency = a.currency.map(|c| c.id).unwrap_or(ledger::POINTS);
+    if let Some(c) = a.currency {
+        ledger::open_currency_account(&mut tx, scope, c.id).await?;
+    }
     let customer_facts =
         crate::transactions::service::customer_facts(&mut tx, org, a.customer, program, &account)
             .await
@@ -430,7 +470,11 @@ pub async fn allocate(
         .filter(|p| p.is_positive())
         .ok_or_else(|| ApiError::invalid("the award strategy gives no points for sourceValue"))?;
     let tz = org_zone(&mut tx, org).await?;
-    let expires_at = program.points_expiry(now, tz);
+    // A currency's own expiry rule decides its lots' expiry, as for the currencies rules earn.
+    let expires_at = match a.currency {
+        Some(c) => crate::currencies::service::award_expiry(c, program, now, tz),
+        None => program.points_expiry(now, tz),
+    };
     let unlock_at = if a.promised { program.unlock_at(now) } else { None };
     let award = Award {
         points,
@@ -445,7 +489,7 @@ pub async fn allocate(
     let lot = if a.promised {
         ledger::award_promised(&mut tx, scope, &award).await?
     } else {
-        ledger::award(&mut tx, scope, &award).await?
+        ledger::award_in(&mut tx, scope, currency, &award).await?
     }
     .ok_or_else(|| ApiError::invalid("the award strategy gives no points for sourceValue"))?;
     let entry = store_ops::award_entry_of_lot(&mut tx, org, lot).await?;
@@ -459,6 +503,7 @@ pub async fn allocate(
             event_source_id: a.event_source_id.trim(),
             transaction_id: bill.as_ref().map(|b| b.id),
             currency_type: if a.promised { "PROMISED" } else { "REGULAR" },
+            currency_id: currency,
             award_strategy_id: i64::try_from(a.award_strategy).ok(),
             expiry_strategy_id: a.expiry_strategy,
             source_value: Fixed::from_decimal(amount).unwrap_or_default().0,
@@ -469,9 +514,13 @@ pub async fn allocate(
         },
     )
     .await?;
-    let payload = json!({"allocationId": id, "customerId": a.customer, "programId": program.id.0,
-        "points": points.to_f64(), "promised": a.promised, "eventName": a.event_name,
-        "eventSourceId": a.event_source_id, "strategy": rule_name});
+    let mut payload = json!({"allocationId": id, "customerId": a.customer,
+        "programId": program.id.0, "points": points.to_f64(), "promised": a.promised,
+        "eventName": a.event_name, "eventSourceId": a.event_source_id, "strategy": rule_name});
+    if let Some(c) = a.currency {
+        payload["alternateCurrencyId"] = json!(c.id);
+        payload["alternateCurrencyName"] = json!(c.name);
+    }
     audit::record(
         &mut tx,
         org,
@@ -490,7 +539,7 @@ pub async fn allocate(
         org,
         principal,
         NewEvent {
-            event_type: "points.awarded",
+            event_type: if a.currency.is_some() { "currency.awarded" } else { "points.awarded" },
             entity_type: "CUSTOMER",
             entity_id: a.customer,
             payload,
@@ -503,9 +552,9 @@ pub async fn allocate(
 
 /// Revokes, wholly, the manual allocations linked to `parent` (a sale being returned, fully or
 /// in part), each from the lot it created — what that lot no longer holds comes from the
-/// customer's other lots, and beyond the balance only with the program's
+/// customer's other lots of the same currency, and beyond the balance only with the program's
 /// `returns.allowNegativeBalance`. Runs inside the return's transaction; returns the points
-/// taken back per program.
+/// taken back per program (alternate currencies are revoked the same way but not counted).
 pub async fn revoke_for_return(
     tx: &mut Tx,
     programs: &ProgramCache,
@@ -550,9 +599,11 @@ pub async fn revoke_for_return(
                 note: "return revokes manual allocation",
                 ..EntryMeta::default()
             };
-            result = ledger::take_back(
+            let currency = lot.currency_id;
+            result = ledger::take_back_in(
                 tx,
                 scope,
+                currency,
                 &[(lot, Fixed(amount))],
                 program.doc.returns.allow_negative_balance,
                 meta,
@@ -562,20 +613,29 @@ pub async fn revoke_for_return(
         if !store_ops::mark_allocation_revoked(tx, org, allocation.id, result.taken.0, now).await? {
             continue;
         }
+        let is_points = allocation.currency_id == ledger::POINTS;
         events::raise(
             tx,
             org,
             None,
             NewEvent {
-                event_type: "points.allocation_revoked",
+                event_type: if is_points {
+                    "points.allocation_revoked"
+                } else {
+                    "currency.allocation_revoked"
+                },
                 entity_type: "CUSTOMER",
                 entity_id: allocation.customer_id,
                 payload: json!({"allocationId": allocation.id, "programId": allocation.program_id,
                     "points": result.taken.to_f64(), "forgiven": result.forgiven.to_f64(),
+                    "alternateCurrencyId": (!is_points).then_some(allocation.currency_id),
                     "transactionId": return_txn, "parentTransactionId": parent}),
             },
         )
         .await?;
+        if !is_points {
+            continue;
+        }
         match taken.iter_mut().find(|(p, _)| *p == allocation.program_id) {
             Some((_, sum)) => *sum = *sum + result.taken,
             None => taken.push((allocation.program_id, result.taken)),

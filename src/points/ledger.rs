@@ -859,20 +859,43 @@ pub async fn deduct(
     allow_negative: bool,
     meta: EntryMeta<'_>,
 ) -> Result<Deducted, LedgerError> {
+    deduct_in(c, scope, POINTS, points, target, allow_negative, meta).await
+}
+
+/// [`deduct`] in a currency (0: the program's points): the balance checked is that currency's
+/// and only its lots give; `target` must be a lot of that currency. The caller has opened the
+/// account ([`open_currency_account`] for an alternate currency).
+pub async fn deduct_in(
+    c: &mut impl Connection,
+    scope: Scope,
+    currency: i64,
+    points: Fixed,
+    target: Option<i64>,
+    allow_negative: bool,
+    meta: EntryMeta<'_>,
+) -> Result<Deducted, LedgerError> {
     if !points.is_positive() {
         return Err(LedgerError::NotPositive);
     }
     expire_customer(c, scope).await?;
-    let account = store::lock_account(c, scope.org, scope.customer, scope.program)
-        .await?
-        .ok_or(LedgerError::Insufficient { available: Fixed::ZERO })?;
-    if !allow_negative && account.current_points < points.0 {
-        return Err(LedgerError::Insufficient { available: Fixed(account.current_points.max(0)) });
+    let current = if currency == POINTS {
+        store::lock_account(c, scope.org, scope.customer, scope.program)
+            .await?
+            .map(|a| a.current_points)
+    } else {
+        store_currency::currency_balance(c, scope.org, scope.customer, scope.program, currency)
+            .await?
+            .map(|b| b.current_points)
+    }
+    .ok_or(LedgerError::Insufficient { available: Fixed::ZERO })?;
+    if !allow_negative && current < points.0 {
+        return Err(LedgerError::Insufficient { available: Fixed(current.max(0)) });
     }
     let mut movements: Vec<(i64, i64)> = Vec::new();
     let mut left = points.0;
     if let Some(lot_id) = target
         && let Some(lot) = store::get_lot(c, scope.org, lot_id).await?
+        && lot.currency_id == currency
         && lot.kind == LotKind::Regular.as_str()
         && lot.expires_at.is_none_or(|at| at > scope.now)
         && lot.remaining > 0
@@ -883,7 +906,7 @@ pub async fn deduct(
     }
     if left > 0 {
         let exclude: Vec<i64> = movements.iter().map(|(l, _)| *l).collect();
-        let more = take_fefo_in(c, scope, POINTS, left, &exclude).await?;
+        let more = take_fefo_in(c, scope, currency, left, &exclude).await?;
         left -= more.iter().map(|(_, d)| -d).sum::<i64>();
         movements.extend(more);
     }
@@ -891,7 +914,8 @@ pub async fn deduct(
         // The projection said yes but the lots say no: never deduct what the lots do not hold.
         return Err(LedgerError::Insufficient { available: Fixed(points.0 - left) });
     }
-    let entry = record(c, scope, EntryKind::Adjust, -points.0, 0, &movements, meta).await?;
+    let entry =
+        record_in(c, scope, currency, EntryKind::Adjust, -points.0, 0, &movements, meta).await?;
     Ok(Deducted { entry, taken: Fixed(points.0 - left), debt: Fixed(left) })
 }
 

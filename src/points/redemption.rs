@@ -77,10 +77,10 @@ pub enum PointsError {
     BelowMinimum(Decimal),
     #[error("customer is marked as fraud")]
     Fraud,
-    #[error("validation code is required")]
+    #[error("validation code is required: ask for one and send it")]
     CodeRequired,
     /// A wrong code (its id, so that the try is counted after the rollback).
-    #[error("invalid validation code")]
+    #[error("validation code is wrong")]
     CodeInvalid(Option<i64>),
     #[error("validation code has expired or is used up; ask for a new one")]
     CodeExpired,
@@ -122,16 +122,18 @@ impl From<PointsError> for ApiError {
             PointsError::AboveMaximum(_) => Code::PointsAboveMaximum,
             PointsError::BelowMinimum(_) => Code::PointsBelowMinimum,
             PointsError::Fraud => Code::CustomerMarkedFraud,
-            PointsError::CodeRequired => Code::ValidationCodeRequired,
-            PointsError::CodeInvalid(_) => Code::InvalidValidationCode,
-            PointsError::CodeExpired => Code::ValidationCodeExpired,
+            // Capillary has one code (808) for every validation-code failure; the message says
+            // which one it was.
+            PointsError::CodeRequired | PointsError::CodeInvalid(_) | PointsError::CodeExpired => {
+                Code::InvalidValidationCode
+            }
             PointsError::RedemptionNotFound => Code::RedemptionNotFound,
             PointsError::AlreadyReversed => Code::RedemptionAlreadyReversed,
             PointsError::InsufficientLifetimePoints { .. } => Code::InsufficientLifetimePoints,
             PointsError::InsufficientLifetimePurchases { .. } => {
                 Code::InsufficientLifetimePurchases
             }
-            PointsError::MoreThanLeftToReverse { .. } => Code::InvalidPoints,
+            PointsError::MoreThanLeftToReverse { .. } => Code::ReversalPointsMismatch,
             PointsError::Program(ProgramError::NotFound) => Code::InvalidProgramId,
             PointsError::Program(_) => return ApiError::from(into_program(e)),
             PointsError::Db(_) => return ApiError::from(into_db(e)),
@@ -703,7 +705,7 @@ fn actor_of(principal: Option<&Principal>) -> crate::audit::AuditActor {
 
 /// Reverses `points` of a redemption (all that is left when None): what it took goes back to the
 /// lots it came from, the last-used lots first; the share of lots that have expired since is
-/// not restored. Several partial reversals add up to at most the redeemed points (814 after
+/// not restored. Several partial reversals add up to at most the redeemed points (812 after
 /// that). `customer`, when given, must own the redemption.
 #[tracing::instrument(skip_all, fields(org = org.0, redemption = id))]
 pub async fn reverse(

@@ -238,9 +238,10 @@ async fn explode(
                     "lineItemId": lot.line_item_id})
             })
             .collect();
+        let name = event_name(entry, moved.first().map(|(l, _)| l.source.as_str()));
         let mut item = json!({
             "eventId": entry.id,
-            "eventName": event_name(entry, moved.first().map(|(l, _)| l.source.as_str())),
+            "eventName": name,
             "ledgerEntryType": entry.kind,
             "eventDate": crate::transactions::time::iso_in(entry.effective_at, tz),
             "eventReferenceId": entry.transaction_id.map(|t| t.to_string()).unwrap_or_else(|| entry.reference.clone()),
@@ -250,6 +251,12 @@ async fn explode(
             "notes": entry.note,
             "lots": lots,
         });
+        if matches!(name, "TransactionAdd" | "ReturnBill")
+            && let Some(bill_id) = entry.transaction_id
+        {
+            item["lineItemsBreakup"] =
+                Value::Array(line_breakup(&mut conn, principal.org, entry, &moved, bill_id).await?);
+        }
         if q.get_bill_details.unwrap_or(false)
             && let Some(bill_id) = entry.transaction_id
             && let Some(bill) =
@@ -271,9 +278,124 @@ async fn explode(
     .into_response())
 }
 
+/// Splits `total` (of either sign) over `weights` in proportion (equally when no weight is
+/// positive): floor shares first, then the units the floors leave, one at a time, to the first
+/// weights, so that the parts add up exactly.
+fn split(total: i64, weights: &[i64]) -> Vec<i64> {
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    let weights: Vec<i64> = if weights.iter().any(|w| *w > 0) {
+        weights.iter().map(|w| (*w).max(0)).collect()
+    } else {
+        vec![1; weights.len()]
+    };
+    let sum: i128 = weights.iter().map(|w| i128::from(*w)).sum();
+    let magnitude = i128::from(total).abs();
+    let mut parts: Vec<i128> =
+        weights.iter().map(|w| magnitude * i128::from((*w).max(0)) / sum).collect();
+    let mut left = magnitude - parts.iter().sum::<i128>();
+    for (part, weight) in parts.iter_mut().zip(&weights) {
+        if left <= 0 {
+            break;
+        }
+        if *weight > 0 {
+            *part += 1;
+            left -= 1;
+        }
+    }
+    let sign: i128 = if total < 0 { -1 } else { 1 };
+    parts.into_iter().map(|p| i64::try_from(sign * p).unwrap_or(0)).collect()
+}
+
+/// The line-item breakup of a bill's award (TransactionAdd) or of a return (ReturnBill): the
+/// points each line of the sale earned, or gave back, in this entry. A line-item rule's lot
+/// names its line, so what the entry moved on it is that line's; the rest of the entry (bill
+/// rules, and for a return what other lots or a negative balance covered) is spread over the
+/// lines by their amounts — the sale's lines for an award; for a return, the returned lines
+/// (each shown as the sale line it returns), or the sale's lines when the return named none.
+/// Lines are shown by the sale line's id, so both events of one line carry the same id.
+async fn line_breakup(
+    c: &mut impl Connection,
+    org: OrgId,
+    entry: &EntryRow,
+    moved: &[(LotRow, i64)],
+    bill_id: i64,
+) -> Result<Vec<Value>, ApiError> {
+    use crate::transactions::store as bills;
+    let Some(bill) = bills::get(c, org, bill_id).await? else { return Ok(Vec::new()) };
+    let own_lines = bills::lines(c, org, bill_id).await?;
+    let is_return = entry.kind == "RETURN";
+    // The sale whose lines earned: the bill itself, or the sale a return gives back to.
+    let (sale_id, sale_lines) = match (is_return, bill.parent_id) {
+        (true, Some(parent)) => (parent, bills::lines(c, org, parent).await?),
+        (true, None) => return Ok(Vec::new()),
+        (false, _) => (bill_id, own_lines.clone()),
+    };
+    let sale_lines: Vec<_> = sale_lines.into_iter().filter(|l| l.kind != "RETURN").collect();
+    // (sale line id, amount the bill-level share is spread by). A returned line that names only
+    // a quantity is worth its share of the sale line's amount.
+    let returned_value = |l: &crate::transactions::store::LineRow| {
+        let parent = l.parent_line_id.and_then(|p| sale_lines.iter().find(|s| s.id == p));
+        match parent {
+            Some(p) if l.amount <= 0 && p.qty > 0 => {
+                i64::try_from(i128::from(p.amount) * i128::from(l.qty) / i128::from(p.qty))
+                    .unwrap_or(0)
+            }
+            _ => l.amount,
+        }
+    };
+    let mut spread: Vec<(i64, i64)> = if is_return {
+        own_lines
+            .iter()
+            .filter(|l| l.kind == "RETURN" || l.parent_line_id.is_some())
+            .map(|l| (l.parent_line_id.unwrap_or(l.id), returned_value(l)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if spread.is_empty() {
+        spread = sale_lines.iter().map(|l| (l.id, l.amount)).collect();
+    }
+    let total = entry.current_delta + entry.promised_delta;
+    let mut direct: Vec<(i64, i64)> = Vec::new();
+    for (lot, delta) in moved {
+        if let Some(line) = lot.line_item_id
+            && lot.transaction_id == Some(sale_id)
+        {
+            match direct.iter_mut().find(|(l, _)| *l == line) {
+                Some((_, sum)) => *sum += delta,
+                None => direct.push((line, *delta)),
+            }
+        }
+    }
+    let rest = total - direct.iter().map(|(_, d)| d).sum::<i64>();
+    let weights: Vec<i64> = spread.iter().map(|(_, a)| *a).collect();
+    let shares = split(rest, &weights);
+    let mut rows: Vec<Value> = Vec::new();
+    for line in &sale_lines {
+        let own = direct.iter().filter(|(l, _)| *l == line.id).map(|(_, d)| d).sum::<i64>();
+        let share = spread
+            .iter()
+            .zip(&shares)
+            .filter(|((l, _), _)| *l == line.id)
+            .map(|(_, s)| s)
+            .sum::<i64>();
+        if own == 0 && share == 0 {
+            continue;
+        }
+        rows.push(json!({"lineItemId": line.id, "serial": line.serial,
+            "itemCode": line.item_code, "amount": Fixed(line.amount).to_f64(),
+            "points": Fixed(own + share).to_f64(), "lineItemPoints": Fixed(own).to_f64(),
+            "billPointsShare": Fixed(share).to_f64()}));
+    }
+    Ok(rows)
+}
+
 /// `GET /v2/pointsLedger/getLedgerExplodeInfo` — for each named ledger event (entry ids, or bill,
 /// redemption or transfer ids), the lots it moved: which awards a debit consumed (soonest-
-/// expiring first) and which a credit created or restored.
+/// expiring first) and which a credit created or restored; bill events add what each line item
+/// earned or gave back (`lineItemsBreakup`).
 #[utoipa::path(get, path = "/v2/pointsLedger/getLedgerExplodeInfo", tag = "points-ledger", params(ExplodeQuery),
     responses((status = 200, description = "The events and their lots"), (status = 400, description = "Bad ids or event name"), (status = 404, description = "8015 not found")))]
 pub async fn explode_info(

@@ -198,7 +198,7 @@ pub struct UpdateRedemptionBody {
 /// `PUT /v2/points/updateRedemption` — changes a redemption's bill number, bill id, purpose and
 /// custom fields (never its points).
 #[utoipa::path(put, path = "/v2/points/updateRedemption", tag = "points", request_body = UpdateRedemptionBody,
-    responses((status = 200, description = "Updated"), (status = 400, description = "Invalid field"), (status = 404, description = "813 redemption not found, 8015 customer not found")))]
+    responses((status = 200, description = "Updated"), (status = 400, description = "Invalid field"), (status = 404, description = "814 redemption not found, 8015 customer not found")))]
 pub async fn update_redemption(
     State(state): State<AppState>,
     principal: Principal,
@@ -709,28 +709,50 @@ pub struct AdjustBody {
     alternate_currency_to_be_adjusted: Option<Value>,
 }
 
+/// The org's active alternate currency called `name` (any case); 840 when it is unknown or
+/// inactive (an inactive currency can be neither issued nor deducted by hand).
+async fn active_currency(
+    state: &AppState,
+    org: OrgId,
+    name: &str,
+) -> Result<crate::currencies::model::CurrencyRow, ApiError> {
+    let mut conn = state.db.read().await?;
+    crate::currencies::service::for_award(&mut conn, org, name).await?.ok_or_else(|| {
+        ApiError::with_message(
+            Code::UnknownAlternateCurrency,
+            format!("'{name}' is not an active alternate currency of the org"),
+        )
+    })
+}
+
 async fn deduct_for(
     state: &AppState,
     principal: &Principal,
     customer: i64,
     body: &AdjustBody,
 ) -> Result<Response, ApiError> {
-    if body.alternate_currency_name.as_deref().is_some_and(|n| !n.trim().is_empty())
-        || body.alternate_currency_to_be_adjusted.is_some()
-    {
-        return Err(ApiError::with_message(
-            Code::UnknownAlternateCurrency,
-            format!(
-                "alternate currency '{}' is not defined for the org",
-                body.alternate_currency_name.as_deref().unwrap_or_default().trim()
-            ),
+    let currency_name =
+        body.alternate_currency_name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    let alternate_amount = body.alternate_currency_to_be_adjusted.as_ref().filter(|v| !v.is_null());
+    if currency_name.is_none() && alternate_amount.is_some() {
+        return Err(ApiError::invalid(
+            "alternateCurrencyToBeAdjusted needs alternateCurrencyName (the currency to deduct)",
         ));
     }
-    let points = whole_points(
-        body.points_to_be_adjusted
+    // With a currency named, its amount is alternateCurrencyToBeAdjusted (pointsToBeAdjusted
+    // when that is absent) and no points are deducted.
+    let amount = match currency_name {
+        Some(_) => alternate_amount.or(body.points_to_be_adjusted.as_ref()).ok_or_else(|| {
+            ApiError::invalid(
+                "alternateCurrencyToBeAdjusted is required with alternateCurrencyName",
+            )
+        })?,
+        None => body
+            .points_to_be_adjusted
             .as_ref()
             .ok_or_else(|| ApiError::invalid("pointsToBeAdjusted is required"))?,
-    )?;
+    };
+    let points = whole_points(amount)?;
     let reason = bounded_text("reasonOfReturn", body.reason_of_return.as_deref())?;
     if reason.is_empty() {
         return Err(ApiError::invalid("reasonOfReturn is required"));
@@ -755,6 +777,10 @@ async fn deduct_for(
     if body.promotion_id.is_some() && promotion_identifier.is_some() {
         return Err(ApiError::invalid("send promotionId or promotionIdentifier, not both"));
     }
+    let currency = match currency_name {
+        Some(name) => Some(active_currency(state, principal.org, name).await?),
+        None => None,
+    };
     let program_id = body.program_id.map(|p| p.to_string());
     let program = super::routes_v1::program_of(state, principal, program_id.as_deref()).await?;
     let deduction = Deduction {
@@ -766,25 +792,30 @@ async fn deduct_for(
         promotion_id: body.promotion_id,
         promotion_identifier,
         till: principal.till.map(|t| t.0),
+        currency: currency.as_ref(),
     };
     let done =
         adjust::deduct(&state.db, Some(principal), principal.org, &deduction, now_millis()).await?;
-    Ok(axum::Json(json!({
+    let mut reply = json!({
         "createdId": done.id,
         "entityId": customer,
         "programId": program.id.0,
-        "pointsDeducted": points.to_f64(),
+        "pointsDeducted": if currency.is_some() { 0.0 } else { points.to_f64() },
         "negativeBalance": done.debt.to_f64(),
         "balance": done.balance.to_f64(),
         "warnings": [],
-    }))
-    .into_response())
+    });
+    if let Some(c) = &currency {
+        reply["alternateCurrencyName"] = json!(c.name);
+        reply["alternateCurrencyDeducted"] = json!(points.to_f64());
+    }
+    Ok(axum::Json(reply).into_response())
 }
 
-/// `POST /v2/customers/lookup/negativePointsAdjustment` — deducts points from the customer an
-/// identifier names (below zero only when the org allows it).
+/// `POST /v2/customers/lookup/negativePointsAdjustment` — deducts points, or an alternate
+/// currency, from the customer an identifier names (below zero only when the org allows it).
 #[utoipa::path(post, path = "/v2/customers/lookup/negativePointsAdjustment", tag = "points", params(AdjustQuery), request_body = AdjustBody,
-    responses((status = 200, description = "Deducted"), (status = 400, description = "801 bad points, 803 more than the balance, 840 unknown currency, 1101 unknown program"), (status = 404, description = "8015 not found, 841 unknown award")))]
+    responses((status = 200, description = "Deducted"), (status = 400, description = "801 bad points or currency amount, 803 more than the balance, 840 unknown or inactive alternate currency, 1101 unknown program"), (status = 404, description = "8015 not found, 841 unknown award (or one of another currency)")))]
 pub async fn lookup_deduct(
     State(state): State<AppState>,
     principal: Principal,
@@ -809,9 +840,10 @@ pub async fn lookup_deduct(
     deduct_for(&state, &principal, customer, &body).await
 }
 
-/// `POST /v2/customers/{id}/negativePointsAdjustment` — deducts points from the customer.
+/// `POST /v2/customers/{id}/negativePointsAdjustment` — deducts points, or an alternate
+/// currency, from the customer.
 #[utoipa::path(post, path = "/v2/customers/{id}/negativePointsAdjustment", tag = "points", params(AdjustQuery), request_body = AdjustBody,
-    responses((status = 200, description = "Deducted"), (status = 400, description = "801 bad points, 803 more than the balance, 840 unknown currency, 1101 unknown program"), (status = 404, description = "8015 not found, 841 unknown award")))]
+    responses((status = 200, description = "Deducted"), (status = 400, description = "801 bad points or currency amount, 803 more than the balance, 840 unknown or inactive alternate currency, 1101 unknown program"), (status = 404, description = "8015 not found, 841 unknown award (or one of another currency)")))]
 pub async fn deduct(
     State(state): State<AppState>,
     principal: Principal,
@@ -1009,6 +1041,7 @@ pub struct AllocationItem {
     program_id: Option<i64>,
     currency_type: Option<String>,
     alternate_currency_identifier: Option<String>,
+    alternate_currency_name: Option<String>,
     award_strategy_id: Option<i64>,
     expiry_strategy_id: Option<i64>,
     promotion_id: Option<i64>,
@@ -1024,6 +1057,27 @@ pub struct AllocationItem {
     identifier_value: Option<Value>,
     source: Option<String>,
     account_id: Option<String>,
+}
+
+/// An active alternate currency of the org by its id or its name; 840 otherwise.
+async fn currency_by_reference(
+    state: &AppState,
+    org: OrgId,
+    reference: &str,
+) -> Result<crate::currencies::model::CurrencyRow, ApiError> {
+    if let Ok(id) = reference.parse::<i64>() {
+        let mut conn = state.db.read().await?;
+        return crate::currencies::store::get_currency(&mut conn, org, id)
+            .await?
+            .filter(|c| c.active)
+            .ok_or_else(|| {
+                ApiError::with_message(
+                    Code::UnknownAlternateCurrency,
+                    format!("{id} is not an active alternate currency of the org"),
+                )
+            });
+    }
+    active_currency(state, org, reference).await
 }
 
 fn rounding(field: &str, value: Option<&str>) -> Result<RoundingStrategy, ApiError> {
@@ -1048,6 +1102,20 @@ async fn allocate_one(
     let currency = item.currency_type.as_deref().map(|c| c.trim().to_ascii_uppercase());
     let promised = match currency.as_deref() {
         None | Some("") | Some("REGULAR") | Some("POINTS") => false,
+        // The currency itself is named by alternateCurrencyIdentifier (or -Name), below.
+        Some("ALTERNATE_CURRENCY") | Some("ALTERNATE_CURRENCIES") => {
+            if item
+                .alternate_currency_identifier
+                .as_deref()
+                .or(item.alternate_currency_name.as_deref())
+                .is_none_or(|n| n.trim().is_empty())
+            {
+                return Err(ApiError::invalid(
+                    "currencyType ALTERNATE_CURRENCY needs alternateCurrencyIdentifier",
+                ));
+            }
+            false
+        }
         Some("PROMISED") => true,
         Some(other) => {
             return Err(ApiError::with_message(
@@ -1056,14 +1124,26 @@ async fn allocate_one(
             ));
         }
     };
-    if let Some(name) =
-        item.alternate_currency_identifier.as_deref().filter(|n| !n.trim().is_empty())
-    {
-        return Err(ApiError::with_message(
-            Code::UnknownAlternateCurrency,
-            format!("alternate currency '{}' is not defined for the org", name.trim()),
-        ));
-    }
+    // The currency by name (alternateCurrencyName) or by the identifier Capillary gives a
+    // currency on creation (alternateCurrencyIdentifier: here its id, or its name).
+    let currency_ref = item
+        .alternate_currency_name
+        .as_deref()
+        .or(item.alternate_currency_identifier.as_deref())
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    let currency = match currency_ref {
+        Some(reference) => {
+            if promised {
+                return Err(ApiError::invalid(
+                    "alternate currencies are issued as REGULAR only (currencyType PROMISED is \
+                     for points)",
+                ));
+            }
+            Some(currency_by_reference(state, principal.org, reference).await?)
+        }
+        None => None,
+    };
     if item.org_id.is_some_and(|o| o != principal.org.0) {
         return Err(ApiError::invalid("orgId is not the caller's org"));
     }
@@ -1139,6 +1219,7 @@ async fn allocate_one(
         source_rounding,
         points_rounding,
         till: principal.till.map(|t| t.0),
+        currency: currency.as_ref(),
     };
     let done =
         adjust::allocate(&state.db, Some(principal), principal.org, &allocation, now_millis())
@@ -1149,6 +1230,7 @@ async fn allocate_one(
         "entityId": customer,
         "programId": program.id.0,
         "currencyType": if promised { "PROMISED" } else { "REGULAR" },
+        "alternateCurrencyName": currency.as_ref().map(|c| c.name.clone()),
         "awardedPoints": done.points.to_f64(),
         "expiryDate": done.expires_at.map(crate::transactions::time::iso_utc),
         "redeemableFrom": done.unlock_at.map(crate::transactions::time::iso_utc),
@@ -1157,9 +1239,9 @@ async fn allocate_one(
     }))
 }
 
-/// `POST /v2/customers/bulk/manualCurrencyAllocate` — issues points by hand, up to 10 items,
-/// each on its own (HTTP 200 all issued, 201 some failed, 400 none); an award linked to a bill
-/// is revoked when the bill is returned.
+/// `POST /v2/customers/bulk/manualCurrencyAllocate` — issues points or an alternate currency by
+/// hand, up to 10 items, each on its own (HTTP 200 all issued, 201 some failed, 400 none); an
+/// award linked to a bill is revoked when the bill is returned.
 #[utoipa::path(post, path = "/v2/customers/bulk/manualCurrencyAllocate", tag = "points", request_body = Vec<AllocationItem>,
     responses((status = 200, description = "Per-item results"), (status = 201, description = "Some items failed"), (status = 400, description = "All items failed; 1060 more than 10 items")))]
 pub async fn allocate(

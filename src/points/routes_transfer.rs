@@ -293,7 +293,7 @@ pub async fn is_transferable(
 /// `POST /v2/points/transfer` — moves the points from one customer to another (both sides in
 /// one transaction); answers the sender's `DEDUCTION` record.
 #[utoipa::path(post, path = "/v2/points/transfer", tag = "points", request_body = TransferBody,
-    responses((status = 200, description = "Transferred"), (status = 400, description = "801, 803, 809, 810-812, 414, 418, 1101"), (status = 403, description = "830 transfers not enabled"), (status = 404, description = "8015 not found")))]
+    responses((status = 200, description = "Transferred"), (status = 400, description = "801, 803, 809, 808, 414, 418, 1101"), (status = 403, description = "830 transfers not enabled"), (status = 404, description = "8015 not found")))]
 pub async fn transfer_points(
     State(state): State<AppState>,
     principal: Principal,

@@ -117,7 +117,7 @@ impl IsRedeemableQuery {
 }
 
 /// `GET /v1.1/points/isredeemable` — whether the customer can redeem `points` in the program
-/// (rules 801/807/819/821, fraud 809, balance 803/804, code 810-812 when given); with
+/// (rules 801/807/819/821, fraud 809, balance 803/804, code 808 when wrong, expired or missing); with
 /// `issue_otp=true` also sends a validation code (876 when that fails). Writes nothing else.
 #[utoipa::path(get, path = "/v1.1/points/isredeemable", tag = "points-v1.1", params(IsRedeemableQuery),
     responses((status = 200, description = "Redeemable (item code 800)"), (status = 500, description = "Not redeemable (item code says why)")))]

@@ -218,7 +218,7 @@ pub struct ReverseBody {
 /// what a redemption took, to the lots it came from, the last-used first (the share of lots
 /// expired since is reported, not restored); partial reversals add up to the redemption.
 #[utoipa::path(post, path = "/v2/points/reverse", tag = "points", request_body = ReverseBody,
-    responses((status = 200, description = "Reversed"), (status = 400, description = "801 bad or too many points, 814 nothing left to reverse"), (status = 404, description = "813 not found")))]
+    responses((status = 200, description = "Reversed"), (status = 400, description = "801 bad points, 810 more than is left to reverse, 812 already reversed"), (status = 404, description = "814 not found")))]
 pub async fn reverse(
     State(state): State<AppState>,
     principal: Principal,

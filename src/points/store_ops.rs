@@ -511,6 +511,8 @@ pub struct NewAdjustment<'a> {
     pub taken: i64,
     pub reason: &'a str,
     pub category: &'a str,
+    /// 0 for points, else the alternate currency deducted.
+    pub currency_id: i64,
     pub target_lot_id: Option<i64>,
     pub promotion_id: Option<i64>,
     pub promotion_identifier: Option<&'a str>,
@@ -527,7 +529,8 @@ pub async fn insert_adjustment(
     Ok(dispatch!(c, |e| sqlx::query_scalar(
         "INSERT INTO points_adjustments (org_id, customer_id, program_id, points, taken, reason, \
          category, target_lot_id, promotion_id, promotion_identifier, entry_id, till_id, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id"
+         created_at, currency_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id"
     )
     .bind(org.0)
     .bind(a.customer_id)
@@ -542,6 +545,7 @@ pub async fn insert_adjustment(
     .bind(a.entry_id)
     .bind(a.till_id)
     .bind(a.created_at)
+    .bind(a.currency_id)
     .fetch_one(e)
     .await)?)
 }
@@ -560,6 +564,7 @@ pub struct AllocationRow {
     pub points: i64,
     pub lot_id: i64,
     pub revoked_at: Option<i64>,
+    pub currency_id: i64,
 }
 
 /// A manual allocation about to be stored.
@@ -571,6 +576,8 @@ pub struct NewAllocation<'a> {
     pub event_source_id: &'a str,
     pub transaction_id: Option<i64>,
     pub currency_type: &'a str,
+    /// 0 for points, else the alternate currency issued.
+    pub currency_id: i64,
     pub award_strategy_id: Option<i64>,
     pub expiry_strategy_id: Option<i64>,
     pub source_value: i64,
@@ -588,8 +595,8 @@ pub async fn insert_allocation(
     Ok(dispatch!(c, |e| sqlx::query_scalar(
         "INSERT INTO points_manual_allocations (org_id, customer_id, program_id, event_name, \
          event_source_id, transaction_id, currency_type, award_strategy_id, expiry_strategy_id, \
-         source_value, points, lot_id, entry_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id"
+         source_value, points, lot_id, entry_id, created_at, currency_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id"
     )
     .bind(org.0)
     .bind(a.customer_id)
@@ -605,6 +612,7 @@ pub async fn insert_allocation(
     .bind(a.lot_id)
     .bind(a.entry_id)
     .bind(a.created_at)
+    .bind(a.currency_id)
     .fetch_one(e)
     .await)?)
 }
@@ -618,7 +626,7 @@ pub async fn live_allocations_of_transaction(
 ) -> Result<Vec<AllocationRow>, DbError> {
     Ok(dispatch!(c, |e| sqlx::query_as::<_, AllocationRow>(
         "SELECT id, customer_id, program_id, event_name, event_source_id, transaction_id, points, \
-         lot_id, revoked_at FROM points_manual_allocations WHERE org_id = $1 \
+         lot_id, revoked_at, currency_id FROM points_manual_allocations WHERE org_id = $1 \
          AND transaction_id = $2 AND revoked_at IS NULL ORDER BY id LIMIT $3"
     )
     .bind(org.0)

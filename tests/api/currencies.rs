@@ -1,7 +1,8 @@
 //! Alternate currencies through the API: the admin catalogue (audited), earn rules that award a
 //! currency, balances, embeds and ledger reads per currency, expiry, redemption (also
 //! concurrent) and its reversal, returns — with `perks verify` clean after each — and unknown
-//! currencies refused with 840 and nothing written.
+//! currencies refused with 840 and nothing written; deductions and manual allocations of a
+//! currency (revoked by a return of their bill).
 
 use serde_json::{Value, json};
 
@@ -16,6 +17,8 @@ backend_tests!(
     currency_redemption_reversal_return_and_expiry_keep_the_ledger_verified,
     concurrent_currency_redemptions_never_overspend,
     unknown_or_inactive_currencies_are_refused,
+    currencies_are_deducted_by_hand_within_the_balance,
+    currencies_allocated_by_hand_are_revoked_by_a_return,
 );
 
 const DAY: i64 = 86_400_000;
@@ -422,7 +425,7 @@ async fn currency_redemption_reversal_return_and_expiry_keep_the_ledger_verified
     let again = app
         .post_json("/v2/points/reverse", &app.basic(), &json!({"redemptionId": redemption}))
         .await;
-    assert_eq!(again.v2_error_code(), 814);
+    assert_eq!(again.v2_error_code(), 812);
     verify_clean(&app).await;
 
     // A full return takes back the bill's stars and miles with its points; the signup stars stay.
@@ -527,5 +530,252 @@ async fn unknown_or_inactive_currencies_are_refused(backend: Backend) {
     assert_eq!(balance(&app, customer).await["mainPoints"], 100.0);
     let r = app.put_json(&format!("/x/perks/v1/programs/{id}"), &app.admin(), &program()).await;
     assert_eq!(r.v2_error_code(), 840, "{}", r.body);
+    verify_clean(&app).await;
+}
+
+/// Row counts of the tables a deduction or an allocation writes.
+async fn writes(app: &TestApp) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in [
+        "ledger_entries",
+        "ledger_lot_movements",
+        "point_lots",
+        "points_adjustments",
+        "points_manual_allocations",
+        "domain_events",
+        "audit_log",
+    ] {
+        counts.push(count(app, table).await);
+    }
+    counts
+}
+
+async fn currencies_are_deducted_by_hand_within_the_balance(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    stars_and_miles(&app).await;
+    set_program(&app, &program()).await;
+    let m = "919845400006";
+    let customer = add_customer(&app, m).await;
+    sale(&app, m, "D-1", 1000.0).await;
+    assert_eq!(held(&app, customer, "stars").await, 15.0);
+    let by_id = format!("/v2/customers/{customer}/negativePointsAdjustment?source=INSTORE");
+    let r = app
+        .post_json(
+            &by_id,
+            &app.basic(),
+            &json!({"reasonOfReturn": "review removed", "alternateCurrencyName": "stars",
+                "alternateCurrencyToBeAdjusted": 4}),
+        )
+        .await;
+    r.assert_status(200);
+    let got = r.json();
+    assert_eq!(got["alternateCurrencyName"], "stars", "{}", r.body);
+    assert_eq!(got["alternateCurrencyDeducted"], 4.0);
+    assert_eq!(got["pointsDeducted"], 0.0);
+    assert_eq!(got["balance"], 11.0);
+    assert_eq!(held(&app, customer, "stars").await, 11.0);
+    assert_eq!(balance(&app, customer).await["mainPoints"], 100.0, "points untouched");
+    // The lookup form; the name in any case; pointsToBeAdjusted stands in for the amount.
+    let lookup = format!(
+        "/v2/customers/lookup/negativePointsAdjustment?identifierName=mobile&identifierValue={m}&source=INSTORE"
+    );
+    let r = app
+        .post_json(
+            &lookup,
+            &app.basic(),
+            &json!({"reasonOfReturn": "x", "alternateCurrencyName": "STARS", "pointsToBeAdjusted": 1}),
+        )
+        .await;
+    r.assert_status(200);
+    assert_eq!(held(&app, customer, "stars").await, 10.0);
+    verify_clean(&app).await;
+
+    // Refusals write nothing: unknown or inactive currency, bad amounts, more than the balance,
+    // an amount without a currency, another currency's award.
+    let miles = app.get("/x/perks/v1/currencies", &app.admin()).await.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Miles")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    app.put_json(
+        &format!("/x/perks/v1/currencies/{miles}"),
+        &app.admin(),
+        &json!({"active": false}),
+    )
+    .await
+    .assert_status(200);
+    let points_lot = {
+        let mut conn = app.state.db.read().await.unwrap();
+        perks::dispatch!(&mut conn, |e| sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM point_lots WHERE customer_id = $1 AND currency_id = 0 LIMIT 1"
+        )
+        .bind(customer)
+        .fetch_one(e)
+        .await)
+        .unwrap()
+    };
+    let untouched = writes(&app).await;
+    let stars = |amount: Value| json!({"reasonOfReturn": "x", "alternateCurrencyName": "stars", "alternateCurrencyToBeAdjusted": amount});
+    let mut pointed = stars(json!(1));
+    pointed["pointsAwardedId"] = json!(points_lot);
+    let bad = [
+        (
+            json!({"reasonOfReturn": "x", "alternateCurrencyName": "gems", "alternateCurrencyToBeAdjusted": 1}),
+            840,
+        ),
+        (
+            json!({"reasonOfReturn": "x", "alternateCurrencyName": "Miles", "alternateCurrencyToBeAdjusted": 1}),
+            840,
+        ),
+        (stars(json!(0)), 801),
+        (stars(json!(-2)), 801),
+        (stars(json!(1.5)), 801),
+        (stars(json!("x")), 801),
+        (stars(json!(11)), 803),
+        (json!({"reasonOfReturn": "x", "alternateCurrencyToBeAdjusted": 1}), 400),
+        (json!({"reasonOfReturn": "x", "alternateCurrencyName": "stars"}), 400),
+        (json!({"alternateCurrencyName": "stars", "alternateCurrencyToBeAdjusted": 1}), 400),
+        (pointed, 841),
+    ];
+    for (body, code) in bad {
+        let r = app.post_json(&lookup, &app.basic(), &body).await;
+        assert_eq!(r.v2_error_code(), code, "{body}: {}", r.body);
+    }
+    assert_eq!(writes(&app).await, untouched);
+    assert_eq!(held(&app, customer, "stars").await, 10.0);
+
+    // The ledger read shows the deductions as ADJUST entries of the currency.
+    let lookup_q = format!("identifierName=mobile&identifierValue={m}&source=INSTORE");
+    let entries = get_ok(
+        &app,
+        &format!("/v2/pointsLedger/getCustomerLedgerInfo?{lookup_q}&alternateCurrencyNames=stars"),
+    )
+    .await;
+    let adjusts: Vec<f64> = entries["ledgerDetails"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ledgerEntryType"] == "ADJUST" && e["alternateCurrencyName"] == "stars")
+        .map(|e| e["points"].as_f64().unwrap())
+        .collect();
+    assert_eq!(adjusts, vec![-1.0, -4.0], "{entries}");
+
+    // With the org's consent a deduction may take the currency below zero.
+    let config = json!({"keyName": "ALLOW_NEGATIVE_BALANCE_ON_RETURN", "value": "true"});
+    app.post_json("/v2/organization/configs", &app.admin(), &config).await.assert_status(200);
+    let r = app.post_json(&lookup, &app.basic(), &stars(json!(12))).await;
+    r.assert_status(200);
+    assert_eq!(r.json()["negativeBalance"], 2.0, "{}", r.body);
+    assert_eq!(r.json()["balance"], -2.0);
+    assert_eq!(held(&app, customer, "stars").await, -2.0);
+    assert_eq!(balance(&app, customer).await["mainPoints"], 100.0);
+    assert_eq!(app.audit(app.org.org_id, "POINTS_ADJUSTMENT").await.len(), 3);
+    assert_eq!(count(&app, "domain_events WHERE event_type = 'currency.deducted'").await, 3);
+    assert_eq!(count(&app, "points_adjustments WHERE currency_id > 0").await, 3);
+    verify_clean(&app).await;
+}
+
+async fn currencies_allocated_by_hand_are_revoked_by_a_return(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    stars_and_miles(&app).await;
+    set_program(&app, &program()).await;
+    let m = "919845400007";
+    let customer = add_customer(&app, m).await; // 5 signup stars
+    let bill = sale(&app, m, "A-1", 1000.0).await["createdId"].as_i64().unwrap();
+    assert_eq!(held(&app, customer, "stars").await, 15.0);
+    let currencies = app.get("/x/perks/v1/currencies", &app.admin()).await.json();
+    let id_of = |name: &str| {
+        currencies["data"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let program_id = app.get("/x/perks/v1/programs", &app.admin()).await.json()["data"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let item = |extra: Value| {
+        let mut v = json!({"eventName": "TransactionAdd", "eventSourceId": bill.to_string(),
+            "programId": program_id, "currencyType": "ALTERNATE_CURRENCY",
+            "awardStrategyId": 1, "expiryStrategyId": 1, "sourceValue": 200,
+            "lookupParams": {"entityType": "CUSTOMER", "identifierType": "mobile", "identifierValue": m, "source": "INSTORE"}});
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    };
+    // Earn rule 1 (10% of the amount) over 200: 20 stars, by name, by id, and by name again.
+    let awarded = "domain_events WHERE event_type = 'currency.awarded'";
+    let awarded_before = count(&app, awarded).await;
+    let r = app
+        .post_json(
+            "/v2/customers/bulk/manualCurrencyAllocate",
+            &app.basic(),
+            &json!([
+                item(json!({"alternateCurrencyIdentifier": "stars"})),
+                item(json!({"alternateCurrencyIdentifier": id_of("stars").to_string()})),
+                item(json!({"alternateCurrencyName": "Stars", "currencyType": "REGULAR"}))
+            ]),
+        )
+        .await;
+    r.assert_status(200);
+    let data = r.json()["data"].as_array().unwrap().clone();
+    for d in &data {
+        assert_eq!(d["awardedPoints"], 20.0, "{}", r.body);
+        assert_eq!(d["alternateCurrencyName"], "stars");
+        assert!(d["expiryDate"].is_string(), "the currency's own expiry: {d}");
+    }
+    assert_eq!(held(&app, customer, "stars").await, 75.0);
+    assert_eq!(balance(&app, customer).await["mainPoints"], 100.0, "points untouched");
+    assert_eq!(count(&app, awarded).await, awarded_before + 3);
+    assert_eq!(app.audit(app.org.org_id, "POINTS_ALLOCATION").await.len(), 3);
+    verify_clean(&app).await;
+
+    // Refusals: unknown or inactive currency (by name or id), promised currency, a currency
+    // type without a currency; nothing written.
+    app.put_json(
+        &format!("/x/perks/v1/currencies/{}", id_of("Miles")),
+        &app.admin(),
+        &json!({"active": false}),
+    )
+    .await
+    .assert_status(200);
+    let untouched = writes(&app).await;
+    let bad = [
+        (item(json!({"alternateCurrencyIdentifier": "gems"})), 840),
+        (item(json!({"alternateCurrencyIdentifier": "999999"})), 840),
+        (item(json!({"alternateCurrencyIdentifier": "Miles"})), 840),
+        (item(json!({"alternateCurrencyIdentifier": id_of("Miles").to_string()})), 840),
+        (item(json!({"alternateCurrencyIdentifier": "stars", "currencyType": "PROMISED"})), 400),
+        (item(json!({})), 400),
+        (item(json!({"alternateCurrencyIdentifier": "stars", "sourceValue": -3})), 400),
+    ];
+    let items: Vec<Value> = bad.iter().map(|(v, _)| v.clone()).collect();
+    let r = app
+        .post_json("/v2/customers/bulk/manualCurrencyAllocate", &app.basic(), &json!(items))
+        .await;
+    r.assert_status(400);
+    for (i, (_, code)) in bad.iter().enumerate() {
+        assert_eq!(r.json()["data"][i]["errors"][0]["code"], *code, "item {i}: {}", r.body);
+    }
+    assert_eq!(writes(&app).await, untouched);
+
+    // A partial return of the bill revokes the three allocations whole (60 stars), beside the
+    // return's own share of what the bill earned (40% of the 10 stars and of the 100 points).
+    let uri = format!("/v2/transactions?identifierName=mobile&identifierValue={m}&source=INSTORE");
+    let ret =
+        json!({"type": "RETURN", "returnType": "AMOUNT", "billNumber": "A-1", "billAmount": 400.0});
+    app.post_json(&uri, &app.basic(), &ret).await.assert_status(200);
+    assert_eq!(held(&app, customer, "stars").await, 11.0);
+    assert_eq!(balance(&app, customer).await["mainPoints"], 60.0);
+    assert_eq!(count(&app, "points_manual_allocations WHERE revoked_at IS NOT NULL").await, 3);
+    assert_eq!(
+        count(&app, "domain_events WHERE event_type = 'currency.allocation_revoked'").await,
+        3
+    );
+    // A second return revokes nothing more by hand.
+    app.post_json(&uri, &app.basic(), &ret).await.assert_status(200);
+    assert_eq!(held(&app, customer, "stars").await, 7.0);
     verify_clean(&app).await;
 }

@@ -79,6 +79,14 @@ fn redeem_code(r: &TestResponse) -> i64 {
     item_code(r, "/response/responses/points/0/item_status/code")
 }
 
+fn redeem_message(r: &TestResponse) -> String {
+    r.json()
+        .pointer("/response/responses/points/0/item_status/message")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Issues a code and replaces its stored hash with that of `code` (codes are never shown).
 async fn known_code(app: &TestApp, mobile: &str, customer: i64, points: u32, code: &str) {
     let r = app
@@ -111,7 +119,7 @@ async fn earn_check_code_redeem_reverse(backend: Backend) {
     assert_eq!(r.json()["response"]["points"]["redeemable"]["points_redeem_value"], 50.0);
 
     // Without a code the program refuses.
-    assert_eq!(redeem_code(&redeem(&app, "919845100001", 200.0, None, "").await), 812);
+    assert_eq!(redeem_code(&redeem(&app, "919845100001", 200.0, None, "").await), 808);
     known_code(&app, "919845100001", customer, 200, "123456").await;
     let r = redeem(&app, "919845100001", 200.0, Some("123456"), "").await;
     r.assert_status(200);
@@ -121,7 +129,7 @@ async fn earn_check_code_redeem_reverse(backend: Backend) {
     let id = item["redemption_id"].as_i64().unwrap();
     assert_eq!(balance(&app, customer).await, 300.0);
     // The code is used up.
-    assert_eq!(redeem_code(&redeem(&app, "919845100001", 200.0, Some("123456"), "").await), 810);
+    assert_eq!(redeem_code(&redeem(&app, "919845100001", 200.0, Some("123456"), "").await), 808);
 
     let body = json!({"redemptionId": id.to_string(), "identifier": {"type": "ID", "value": customer.to_string()}});
     let r = app.post_json("/v2/points/reverse", &app.basic(), &body).await;
@@ -170,20 +178,27 @@ async fn validation_codes_wrong_expired_and_used_up(backend: Backend) {
     let messages = app.get(&format!("/v2/customers/{customer}/interactions"), &app.basic()).await;
     messages.assert_status(200);
     assert!(messages.body.contains("validation code"), "{}", messages.body);
-    // A wrong code is 810; five wrong tries kill the code (811 even with the right one).
+    // A wrong code is 808; five wrong tries kill the code (808 even with the right one).
     for _ in 0..5 {
-        assert_eq!(redeem_code(&redeem(&app, m, 100.0, Some("999999"), "").await), 810);
+        let r = redeem(&app, m, 100.0, Some("999999"), "").await;
+        assert_eq!(redeem_code(&r), 808);
+        assert!(redeem_message(&r).contains("wrong"), "{}", r.body);
     }
-    assert_eq!(redeem_code(&redeem(&app, m, 100.0, Some("111111"), "").await), 811);
+    let r = redeem(&app, m, 100.0, Some("111111"), "").await;
+    assert_eq!(redeem_code(&r), 808);
+    assert!(redeem_message(&r).contains("expired or is used up"), "{}", r.body);
     // Required mode ignores skip_validation.
-    assert_eq!(redeem_code(&redeem(&app, m, 100.0, None, "?skip_validation=true").await), 812);
-    // An expired code is 811.
+    let r = redeem(&app, m, 100.0, None, "?skip_validation=true").await;
+    assert_eq!(redeem_code(&r), 808);
+    assert!(redeem_message(&r).contains("required"), "{}", r.body);
+
+    // An expired code is 808.
     known_code(&app, m, customer, 100, "222222").await;
     app.exec_sql(&format!(
         "UPDATE points_validation_codes SET expires_at = 1 WHERE customer_id = {customer}"
     ))
     .await;
-    assert_eq!(redeem_code(&redeem(&app, m, 100.0, Some("222222"), "").await), 811);
+    assert_eq!(redeem_code(&redeem(&app, m, 100.0, Some("222222"), "").await), 808);
     assert_eq!(balance(&app, customer).await, 500.0);
 }
 
@@ -242,11 +257,11 @@ async fn a_reversal_restores_exactly_once(backend: Backend) {
     assert_eq!(balance(&app, customer).await, 500.0);
     let again = app.post_json("/v2/points/reverse", &app.basic(), &body).await;
     again.assert_status(400);
-    assert_eq!(again.v2_error_code(), 814);
+    assert_eq!(again.v2_error_code(), 812);
     assert_eq!(balance(&app, customer).await, 500.0);
     let missing =
         app.post_json("/v2/points/reverse", &app.basic(), &json!({"redemptionId": 999999})).await;
-    assert_eq!(missing.v2_error_code(), 813);
+    assert_eq!(missing.v2_error_code(), 814);
     verify_clean(&app).await;
 }
 

@@ -22,6 +22,7 @@ backend_tests!(
     promised_manual_allocation_converts_on_its_event,
     goodwill_requests_are_pending_and_listed,
     explode_info_shows_the_lots_each_event_moved,
+    explode_info_breaks_bills_and_returns_down_by_line_item,
     neo_allocation_reads,
     group_variants_answer_not_yet_supported,
     another_orgs_customer_is_not_found_by_any_operation,
@@ -143,9 +144,13 @@ async fn partial_reversals_add_up_to_the_redemption_then_814(backend: Backend) {
     );
     assert_eq!(balance(&app, customer).await, 300.0);
 
-    // More than is left, negative or fractional points: 801 and nothing written.
+    // More than is left: 810 (Capillary's "mismatch in points for revert"); negative, zero or
+    // fractional points: 801; nothing written either way.
     let untouched = writes(&app).await;
-    for bad in [json!(250), json!(-5), json!(10.5), json!(0), json!("x")] {
+    let r = reverse(&app, id, Some(json!(250))).await;
+    r.assert_status(400);
+    assert_eq!(r.v2_error_code(), 810, "{}", r.body);
+    for bad in [json!(-5), json!(10.5), json!(0), json!("x")] {
         let r = reverse(&app, id, Some(bad.clone())).await;
         assert_eq!(r.v2_error_code(), 801, "{bad}: {}", r.body);
     }
@@ -166,7 +171,7 @@ async fn partial_reversals_add_up_to_the_redemption_then_814(backend: Backend) {
     assert_eq!(balance(&app, customer).await, 500.0);
     let again = reverse(&app, id, Some(json!(1))).await;
     again.assert_status(400);
-    assert_eq!(again.v2_error_code(), 814);
+    assert_eq!(again.v2_error_code(), 812);
     assert_eq!(count(&app, "points_redemption_reversals").await, 3);
     let audit = app.audit(app.org.org_id, "POINTS_REDEMPTION").await;
     assert_eq!(audit.iter().filter(|a| a.action == "REVERSE").count(), 3);
@@ -194,7 +199,7 @@ async fn a_reversal_reports_the_share_of_expired_lots(backend: Backend) {
     r.assert_status(200);
     assert_eq!(r.json()["pointsReversed"], 0.0);
     assert_eq!(r.json()["pointsExpired"], 50.0);
-    assert_eq!(reverse(&app, id, None).await.v2_error_code(), 814);
+    assert_eq!(reverse(&app, id, None).await.v2_error_code(), 812);
     assert_eq!(balance(&app, customer).await, 300.0);
     verify_clean(&app).await;
 }
@@ -235,10 +240,10 @@ async fn update_redemption_changes_metadata_only(backend: Backend) {
         (json!({"redemptionId": id, "billId": -4}), 400),
         (json!({"redemptionId": id, "billId": 1.5}), 400),
         (json!({"redemptionId": id, "purpose": "p".repeat(256)}), 400),
-        (json!({"redemptionId": 999_999}), 813),
+        (json!({"redemptionId": 999_999}), 814),
         (
             json!({"redemptionId": id, "entity": {"type": "CUSTOMER", "identifierType": "id", "identifierValue": other.to_string()}}),
-            813,
+            814,
         ),
         (
             json!({"redemptionId": id, "entity": {"type": "USERGROUP2", "identifierType": "id", "identifierValue": "1"}}),
@@ -886,6 +891,114 @@ async fn explode_info_shows_the_lots_each_event_moved(backend: Backend) {
     );
 }
 
+/// Per line, the points of every event of a bill in an explode answer: {itemCode: points}.
+fn line_points(events: &[Value]) -> std::collections::BTreeMap<String, f64> {
+    let mut sums = std::collections::BTreeMap::new();
+    for event in events {
+        for row in event["lineItemsBreakup"].as_array().into_iter().flatten() {
+            let code = row["itemCode"].as_str().unwrap().to_string();
+            *sums.entry(code).or_insert(0.0) += row["points"].as_f64().unwrap();
+        }
+    }
+    sums
+}
+
+async fn explode_info_breaks_bills_and_returns_down_by_line_item(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else { return };
+    // 10% of each line, and 1% of the bill spread over the lines by amount.
+    set_program(
+        &app,
+        &json!({"name": "Default", "default": true, "tiers": [{"name": "Base"}],
+            "earn": [{"name": "lines", "on": "lineItem", "points": "item.amount * 0.1"},
+                     {"name": "bonus", "on": "transaction", "points": "bill.amount * 0.01"}],
+            "expiry": {"type": "rolling", "days": 365},
+            "redemption": {"pointValue": 1, "validationCode": "never"}}),
+    )
+    .await;
+    let customer = add_customer(&app, "919845200030").await;
+    let m = "919845200030";
+    let uri = format!("/v2/transactions?identifierName=mobile&identifierValue={m}&source=INSTORE");
+    let sale = json!({"type": "REGULAR", "billNumber": "L-1", "billAmount": 1000.0,
+        "billingDate": "2026-01-10T10:00:00+05:30",
+        "lineItemsV2": [{"itemCode": "SHOE", "qty": 1.0, "rate": 600.0, "amount": 600.0},
+                        {"itemCode": "SOCK", "qty": 2.0, "rate": 200.0, "amount": 400.0}]});
+    let r = app.post_json(&uri, &app.basic(), &sale).await;
+    r.assert_status(200);
+    let bill = r.json()["createdId"].as_i64().unwrap();
+    assert_eq!(balance(&app, customer).await, 110.0);
+    let base = format!("identifierName=mobile&identifierValue={m}&source=INSTORE");
+    let r = app
+        .get(&format!("/v2/pointsLedger/getLedgerExplodeInfo?{base}&eventName=TransactionAdd&eventReferenceIds={bill}"), &app.basic())
+        .await;
+    r.assert_status(200);
+    let events = r.json()["ledgerExplodeDetails"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 3, "a lot per line and one for the bill: {}", r.body);
+    // Each event's rows add up to its points; a line rule's event names only its line.
+    for event in &events {
+        let rows = event["lineItemsBreakup"].as_array().unwrap();
+        let sum: f64 = rows.iter().map(|r| r["points"].as_f64().unwrap()).sum();
+        assert_eq!(sum, event["points"].as_f64().unwrap(), "{event}");
+        if rows.len() == 1 {
+            assert_eq!(rows[0]["billPointsShare"], 0.0, "{event}");
+        }
+    }
+    let bonus = events.iter().find(|e| e["lineItemsBreakup"].as_array().unwrap().len() == 2);
+    let bonus = bonus.unwrap_or_else(|| panic!("{}", r.body));
+    assert_eq!(bonus["points"], 10.0);
+    assert_eq!(bonus["lineItemsBreakup"][0]["itemCode"], "SHOE");
+    assert_eq!(bonus["lineItemsBreakup"][0]["billPointsShare"], 6.0);
+    assert_eq!(bonus["lineItemsBreakup"][1]["billPointsShare"], 4.0);
+    let shoe_line = bonus["lineItemsBreakup"][0]["lineItemId"].as_i64().unwrap();
+    let earned = line_points(&events);
+    assert_eq!(earned["SHOE"], 66.0, "{}", r.body);
+    assert_eq!(earned["SOCK"], 44.0);
+
+    // Returning one of the two socks gives back half the sock line (20) and its share of the
+    // bill's bonus (1% of 200 = 2): all on the sock line.
+    let ret = json!({"type": "RETURN", "returnType": "LINE_ITEM", "billNumber": "L-1",
+        "billingDate": "2026-01-11T10:00:00+05:30", "lineItemsV2": [{"itemCode": "SOCK", "qty": 1.0}]});
+    let r = app.post_json(&uri, &app.basic(), &ret).await;
+    r.assert_status(200);
+    let return_bill = r.json()["createdId"].as_i64().unwrap();
+    assert_eq!(balance(&app, customer).await, 88.0, "{}", r.body);
+    let r = app
+        .get(&format!("/v2/pointsLedger/getLedgerExplodeInfo?{base}&eventName=ReturnBill&eventReferenceIds={return_bill}"), &app.basic())
+        .await;
+    r.assert_status(200);
+    let events = r.json()["ledgerExplodeDetails"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 1, "{}", r.body);
+    assert_eq!(events[0]["eventName"], "ReturnBill");
+    assert_eq!(events[0]["points"], -22.0);
+    let rows = events[0]["lineItemsBreakup"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{}", r.body);
+    assert_eq!(rows[0]["itemCode"], "SOCK");
+    assert_eq!(rows[0]["points"], -22.0);
+    assert_eq!(rows[0]["lineItemPoints"], -20.0);
+    assert_eq!(rows[0]["billPointsShare"], -2.0);
+    assert_ne!(rows[0]["lineItemId"], shoe_line);
+
+    // Returning the rest gives back what each line lot holds (SHOE 60, SOCK 20) and the bonus
+    // left (8), spread over the returned lines by amount (600 : 200, so 6 and 2).
+    let full = json!({"type": "RETURN", "returnType": "LINE_ITEM", "billNumber": "L-1",
+        "billingDate": "2026-01-12T10:00:00+05:30",
+        "lineItemsV2": [{"itemCode": "SHOE", "qty": 1.0}, {"itemCode": "SOCK", "qty": 1.0}]});
+    let r = app.post_json(&uri, &app.basic(), &full).await;
+    r.assert_status(200);
+    let full_bill = r.json()["createdId"].as_i64().unwrap();
+    assert_eq!(balance(&app, customer).await, 0.0, "{}", r.body);
+    let r = app
+        .get(&format!("/v2/pointsLedger/getLedgerExplodeInfo?{base}&eventName=ReturnBill&eventReferenceIds={full_bill}"), &app.basic())
+        .await;
+    r.assert_status(200);
+    let events = r.json()["ledgerExplodeDetails"].as_array().unwrap().clone();
+    let given_back = line_points(&events);
+    let cents = |v: f64| (v * 100.0).round() as i64;
+    assert_eq!(cents(given_back.values().sum()), -8800, "{}", r.body);
+    assert_eq!(cents(given_back["SHOE"]), -6600, "{}", r.body);
+    assert_eq!(cents(given_back["SOCK"]), -2200, "{}", r.body);
+    verify_clean(&app).await;
+}
+
 async fn neo_allocation_reads(backend: Backend) {
     let Some(app) = TestApp::new(backend).await else { return };
     set_program(&app, &program()).await;
@@ -994,7 +1107,7 @@ async fn another_orgs_customer_is_not_found_by_any_operation(backend: Backend) {
         .await;
     assert_eq!(r.v2_error_code(), 8015);
     let r = app.post_json("/v2/points/reverse", &auth, &json!({"redemptionId": redemption})).await;
-    assert_eq!(r.v2_error_code(), 813);
+    assert_eq!(r.v2_error_code(), 814);
     let r = app
         .put_json(
             "/v2/points/updateRedemption",
@@ -1002,7 +1115,7 @@ async fn another_orgs_customer_is_not_found_by_any_operation(backend: Backend) {
             &json!({"redemptionId": redemption, "purpose": "x"}),
         )
         .await;
-    assert_eq!(r.v2_error_code(), 813);
+    assert_eq!(r.v2_error_code(), 814);
     assert_eq!(writes(&app).await, untouched);
     assert_eq!(balance(&app, customer).await, 150.0);
 }

@@ -193,7 +193,7 @@ async fn a_transfer_code_is_needed_once_issued(backend: Backend) {
     app.exec_sql(&format!("UPDATE points_validation_codes SET salt = 'salt', code_hash = '{hash}' WHERE customer_id = {sender}")).await;
     let mut with_code = body(s, r, json!(100));
     with_code["code"] = json!("123456");
-    assert_eq!(transfer(&app, &with_code).await.v2_error_code(), 810);
+    assert_eq!(transfer(&app, &with_code).await.v2_error_code(), 808);
 
     let mut ask = body(s, r, json!(100));
     ask["issueOtp"] = json!(true);
@@ -203,19 +203,19 @@ async fn a_transfer_code_is_needed_once_issued(backend: Backend) {
     let messages = app.get(&format!("/v2/customers/{sender}/interactions"), &app.basic()).await;
     assert!(messages.body.contains("transfer points"), "{}", messages.body);
     app.exec_sql(&format!("UPDATE points_validation_codes SET salt = 'salt', code_hash = '{hash}' WHERE customer_id = {sender} AND purpose = 'TRANSFER'")).await;
-    assert_eq!(transfer(&app, &body(s, r, json!(100))).await.v2_error_code(), 812);
+    assert_eq!(transfer(&app, &body(s, r, json!(100))).await.v2_error_code(), 808);
     let mut wrong = body(s, r, json!(100));
     wrong["code"] = json!("000000");
-    assert_eq!(transfer(&app, &wrong).await.v2_error_code(), 810);
+    assert_eq!(transfer(&app, &wrong).await.v2_error_code(), 808);
     // A code covers up to the points it was issued for.
     let mut more = body(s, r, json!(150));
     more["code"] = json!("123456");
-    assert_eq!(transfer(&app, &more).await.v2_error_code(), 810);
+    assert_eq!(transfer(&app, &more).await.v2_error_code(), 808);
     assert_eq!(balance(&app, sender).await, 250.0);
     transfer(&app, &with_code).await.assert_status(200);
     assert_eq!(balance(&app, sender).await, 150.0);
     // The code is used up: reusing it is refused.
-    assert_eq!(transfer(&app, &with_code).await.v2_error_code(), 810);
+    assert_eq!(transfer(&app, &with_code).await.v2_error_code(), 808);
     verify_clean(&app).await;
 }
 
