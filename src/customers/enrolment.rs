@@ -378,7 +378,7 @@ mod tests {
             json!({"programId": 1, "pointsExpiryDate": "2030-01-01T00:00:00Z"}),
             json!("x"),
         ] {
-            assert!(parse_enrollments(&[bad.clone()]).is_err(), "{bad}");
+            assert!(parse_enrollments(std::slice::from_ref(&bad)).is_err(), "{bad}");
         }
         let twice = [json!({"programId": 1}), json!({"programId": 1})];
         assert!(parse_enrollments(&twice).is_err());

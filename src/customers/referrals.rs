@@ -76,7 +76,7 @@ pub fn parse_referral_code(code: &str) -> Option<CustomerId> {
         let digit = ALPHABET.iter().position(|&a| a == b)? as u64;
         id = id.checked_mul(32)?.checked_add(digit)?;
     }
-    if check.chars().next() != Some(check_char(body)) {
+    if !check.starts_with(check_char(body)) {
         return None;
     }
     i64::try_from(id).ok().filter(|id| *id > 0).map(CustomerId)
