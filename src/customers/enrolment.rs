@@ -149,6 +149,34 @@ pub fn parse_enrollments(list: &[Value]) -> Result<Vec<Enrollment>, CustomerErro
     Ok(out)
 }
 
+/// Base-tier enrolments without points in every program of the org that `listed` does not
+/// name (`enrollInAllPrograms=true`).
+pub async fn remaining_programs(
+    tx: &mut Tx,
+    programs: &ProgramCache,
+    org: crate::org::model::OrgId,
+    listed: &[Enrollment],
+) -> Result<Vec<Enrollment>, CustomerError> {
+    let all =
+        crate::programs::service::programs_of_org(programs, tx, org).await.map_err(
+            |e| match e {
+                ProgramError::Db(db) => CustomerError::Db(db),
+                other => CustomerError::Invalid(other.to_string()),
+            },
+        )?;
+    Ok(all
+        .iter()
+        .filter(|p| !listed.iter().any(|e| e.program_id == p.id.0))
+        .map(|p| Enrollment {
+            program_id: p.id.0,
+            tier_number: None,
+            points: Fixed::ZERO,
+            tier_expires_at: None,
+            points_expire_at: None,
+        })
+        .collect())
+}
+
 /// What the enrolments of one request did.
 #[derive(Debug, Default)]
 pub struct Enrolled {

@@ -437,6 +437,8 @@ pub struct CustomerInput {
     pub enrollments: Vec<super::enrolment::Enrollment>,
     /// `referralCode`: the referrer's code (v2 add only).
     pub referral_code: Option<String>,
+    /// `enrollInAllPrograms=true` (v2 add): a new loyalty customer joins every program of the org.
+    pub enroll_in_all_programs: bool,
 }
 
 /// Validated changes to an existing customer: attributes only, never identifiers.

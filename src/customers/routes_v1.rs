@@ -400,6 +400,7 @@ fn parse_add(item: &Value, country: Option<&str>) -> Result<CustomerInput, ApiEr
         registered_at,
         enrollments: Vec::new(),
         referral_code: None,
+        enroll_in_all_programs: false,
     })
 }
 

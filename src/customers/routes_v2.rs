@@ -191,6 +191,7 @@ impl CustomerBody {
             registered_at: None,
             enrollments,
             referral_code,
+            enroll_in_all_programs: false,
         })
     }
 
@@ -228,6 +229,8 @@ pub struct SourceQuery {
     account_id: Option<String>,
     #[allow(dead_code)]
     raw_side_effects: Option<String>,
+    /// Add only: `true` enrols a new loyalty customer in every program of the org.
+    enroll_in_all_programs: Option<String>,
     #[serde(rename = "use_async")]
     #[allow(dead_code)]
     use_async: Option<String>,
@@ -247,7 +250,17 @@ pub async fn add(
 ) -> Result<Response, ApiError> {
     principal.require(Resource::Customer, Level::Write)?;
     let account = SourceAccount::parse(q.source.as_deref(), q.account_id.as_deref())?;
-    let input = body.into_input(&account, country_code(&headers).as_deref())?;
+    let mut input = body.into_input(&account, country_code(&headers).as_deref())?;
+    input.enroll_in_all_programs = match q.enroll_in_all_programs.as_deref().map(str::trim) {
+        None | Some("") => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(_) => {
+            return Err(
+                CustomerError::Invalid("enrollInAllPrograms must be true or false".into()).into()
+            );
+        }
+    };
     let outcome = service::add_customer(&state.db, &state.programs, &principal, &input).await?;
     Ok(axum::Json(json!({
         "createdId": outcome.customer.0,

@@ -202,9 +202,15 @@ async fn try_register(
     // Enrolments come before the registration award, so that the program's registration rules
     // see the starting tier and a program already joined here is not joined again.
     let now = now_millis();
+    let mut enrollments = input.enrollments.clone();
+    let loyalty = input.loyalty_type.unwrap_or(LoyaltyType::Loyalty) == LoyaltyType::Loyalty;
+    if input.enroll_in_all_programs && outcome.created && loyalty {
+        enrollments.extend(
+            enrolment::remaining_programs(&mut tx, programs, principal.org, &enrollments).await?,
+        );
+    }
     let enrolled =
-        enrolment::enrol(&mut tx, programs, principal, outcome.customer, &input.enrollments, now)
-            .await?;
+        enrolment::enrol(&mut tx, programs, principal, outcome.customer, &enrollments, now).await?;
     outcome.side_effects.extend(enrolled.side_effects);
     outcome.warnings.extend(enrolled.warnings);
     if let Some(code) = input.referral_code.as_deref() {

@@ -172,6 +172,18 @@ async fn update_forms_enrol_in_programs_not_yet_joined(backend: Backend) {
     let r = app.put_json(uri, &app.basic(), &body).await;
     r.assert_status(200);
     assert_eq!(r.json()["warnings"][0]["code"], 1014);
+
+    // enrollInAllPrograms: the listed program with its points, every other one at its base tier.
+    let body = registration("919811000012", json!([{"programId": second, "loyaltyPoints": 10}]));
+    let r = app.post_json("/v2/customers?enrollInAllPrograms=true", &app.basic(), &body).await;
+    r.assert_status(200);
+    let all = r.json()["createdId"].as_i64().unwrap();
+    let audit = app.audit(app.org.org_id, "CUSTOMER").await;
+    let enrolled = audit.iter().filter(|a| a.entity_id == all && a.action == "ENROLL").count();
+    assert_eq!(enrolled, 2, "{audit:?}");
+    let body = registration("919811000013", json!([]));
+    let r = app.post_json("/v2/customers?enrollInAllPrograms=maybe", &app.basic(), &body).await;
+    r.assert_status(400);
     ledger_is_consistent(&app).await;
 }
 
