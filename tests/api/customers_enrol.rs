@@ -165,7 +165,8 @@ async fn update_forms_enrol_in_programs_not_yet_joined(backend: Backend) {
     assert_eq!(r["sideEffects"], json!([]));
     let balance =
         get_ok(&app, &format!("/v2/customers/{id}/loyaltyDetails?programId={second}")).await;
-    assert!(balance.to_string().contains("25"), "{balance}");
+    assert_eq!(balance["data"][0]["programId"], second, "{balance}");
+    assert_eq!(balance["data"][0]["loyaltyPoints"], 25.0, "{balance}");
     // The registering till's default program was joined at registration.
     let body =
         json!({"loyaltyProgramEnrollments": [{"programId": default_id, "loyaltyPoints": 5}]});
