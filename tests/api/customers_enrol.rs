@@ -106,6 +106,9 @@ async fn enrolment_sets_the_tier_and_opening_points_once(backend: Backend) {
     assert_eq!(lots.len(), 1, "{schedule}");
     assert_eq!(lots[0]["points"], 150.0);
     assert_eq!(lots[0]["expiryDate"], "2032-01-01", "{schedule}");
+    let events = get_ok(&app, &format!("/v2/customers/{id}/loyaltyEvents")).await;
+    let award = events["data"].as_array().unwrap().iter().find(|e| e["eventName"] == "PointsAward");
+    assert_eq!(award.unwrap_or_else(|| panic!("{events}"))["points"], 150.0, "{events}");
 
     // Registering again: the customer is updated, the enrolment is not applied twice.
     let again = add(&app, &body).await;
