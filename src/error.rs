@@ -136,6 +136,8 @@ pub enum Code {
     InvalidTierName,
     InvalidTierAction,
     InvalidTierValidity,
+    /// Warning: the referral code names no customer of the org; the referral is not recorded.
+    InvalidReferralCode,
     CouponInvalidInput,
     CouponRevoked,
     NoRedemptionId,
@@ -174,7 +176,7 @@ pub struct CodeInfo {
 
 impl Code {
     /// Every code, in table order (used to generate and check `docs/errors.md`).
-    pub const ALL: [Code; 150] = [
+    pub const ALL: [Code; 151] = [
         Code::InvalidInput,
         Code::AuthenticationFailed,
         Code::PermissionDenied,
@@ -299,6 +301,7 @@ impl Code {
         Code::InvalidTierName,
         Code::InvalidTierAction,
         Code::InvalidTierValidity,
+        Code::InvalidReferralCode,
         Code::CouponInvalidInput,
         Code::CouponRevoked,
         Code::NoRedemptionId,
@@ -706,6 +709,9 @@ impl Code {
             }
             Code::InvalidTierValidity => {
                 (1104, 400, "InvalidTierValidity", "Invalid tier validity")
+            }
+            Code::InvalidReferralCode => {
+                (1095, 400, "InvalidReferralCode", "Invalid referral code: referral not recorded")
             }
             Code::CouponInvalidInput => (629, 400, "CouponInvalidInput", "Invalid coupon input"),
             Code::CouponRevoked => (660, 400, "CouponRevoked", "Coupon code has been revoked"),

@@ -425,6 +425,30 @@ pub async fn customer_coupons(
     Ok(V1Reply::batch("customers", "customer", vec![item]))
 }
 
+/// Coupons `GET /v1.1/customer/get` lists per customer at most.
+pub const CUSTOMER_GET_COUPONS_MAX: usize = 10;
+/// The customer's latest coupons `GET /v1.1/customer/get` looks among for active ones.
+const CUSTOMER_GET_COUPONS_SCAN: i64 = 100;
+
+/// The customer's active coupons (neither expired nor revoked), most recently issued first, at
+/// most [`CUSTOMER_GET_COUPONS_MAX`] of its latest [`CUSTOMER_GET_COUPONS_SCAN`], in the item
+/// shape of `GET /v1.1/customer/coupons`: the `coupons.coupon` list of `GET /v1.1/customer/get`.
+pub(crate) async fn active_coupons_v1(
+    conn: &mut impl crate::db::Connection,
+    org: crate::org::model::OrgId,
+    customer: i64,
+) -> Result<Vec<Value>, ApiError> {
+    let rows =
+        store::coupons_of_customer(conn, org, customer, None, CUSTOMER_GET_COUPONS_SCAN).await?;
+    let mut coupons = service::details(conn, org, rows, now_millis()).await?;
+    coupons.retain(|d| !d.state.expired && !d.coupon.is_revoked());
+    coupons.sort_by_key(|d| {
+        std::cmp::Reverse((d.coupon.issued_at.unwrap_or(d.coupon.created_at), d.coupon.id))
+    });
+    coupons.truncate(CUSTOMER_GET_COUPONS_MAX);
+    Ok(coupons.iter().map(|d| Value::Object(coupon_v1(d, CodeCase::Upper, None))).collect())
+}
+
 /// `GET /v1.1/coupon/isredeemable` — whether each code can be redeemed by the customer now;
 /// `details=true|extended` adds the series (reads only).
 #[utoipa::path(get, path = "/v1.1/coupon/isredeemable", tag = "coupons-v1.1",

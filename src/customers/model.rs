@@ -40,6 +40,12 @@ pub enum CustomerError {
     NotFound,
     #[error("{0}")]
     Invalid(String),
+    #[error("Invalid programId: {0} is not a program of the org")]
+    UnknownProgram(i64),
+    #[error("{0}")]
+    UnknownTier(String),
+    #[error("{0}")]
+    TierValidity(String),
     #[error(transparent)]
     Field(#[from] crate::fields::service::FieldError),
     #[error(transparent)]
@@ -67,6 +73,9 @@ impl From<CustomerError> for ApiError {
             CustomerError::InvalidSource(_) => Code::InvalidSource,
             CustomerError::InvalidLookupIdentifier(_) => Code::InvalidLookupIdentifier,
             CustomerError::NotFound => Code::CustomerNotFound,
+            CustomerError::UnknownProgram(_) => Code::InvalidProgramId,
+            CustomerError::UnknownTier(_) => Code::InvalidTierName,
+            CustomerError::TierValidity(_) => Code::InvalidTierValidity,
             CustomerError::Db(_) | CustomerError::Field(_) => Code::Internal,
         };
         ApiError::with_message(code, e.to_string())
@@ -424,6 +433,12 @@ pub struct CustomerInput {
     pub loyalty_type: Option<LoyaltyType>,
     pub extended_fields: Map<String, Value>,
     pub registered_at: Option<i64>,
+    /// `loyaltyProgramEnrollments`: programs to enrol in with a starting tier and points.
+    pub enrollments: Vec<super::enrolment::Enrollment>,
+    /// `referralCode`: the referrer's code (v2 add only).
+    pub referral_code: Option<String>,
+    /// `enrollInAllPrograms=true` (v2 add): a new loyalty customer joins every program of the org.
+    pub enroll_in_all_programs: bool,
 }
 
 /// Validated changes to an existing customer: attributes only, never identifiers.
@@ -435,6 +450,8 @@ pub struct CustomerUpdate {
     pub fields: Option<Map<String, Value>>,
     pub extended_fields: Option<Map<String, Value>>,
     pub comm_channels: Option<Vec<CommChannel>>,
+    /// `loyaltyProgramEnrollments` of the update forms: programs the customer joins.
+    pub enrollments: Vec<super::enrolment::Enrollment>,
 }
 
 /// Checks a first or last name: at most 100 characters, no control characters.

@@ -58,6 +58,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1.1/customer/preferences", get(get_preferences).post(save_preferences))
         .route("/v1.1/customer/subscriptions", get(get_subscriptions).post(save_subscriptions))
         .route("/v1.1/customer/interaction", get(interaction))
+        .route("/v1.1/customer/referrals", get(get_referrals))
 }
 
 #[derive(OpenApi)]
@@ -74,6 +75,7 @@ pub fn router() -> Router<AppState> {
     save_subscriptions,
     get_subscriptions,
     interaction,
+    get_referrals,
 ))]
 pub struct ApiDoc;
 
@@ -396,6 +398,9 @@ fn parse_add(item: &Value, country: Option<&str>) -> Result<CustomerInput, ApiEr
         loyalty_type,
         extended_fields: extended,
         registered_at,
+        enrollments: Vec::new(),
+        referral_code: None,
+        enroll_in_all_programs: false,
     })
 }
 
@@ -458,14 +463,22 @@ async fn update_one(
         fields: name_values(item, "custom_fields")?.map(to_map),
         extended_fields: name_values(item, "extended_fields")?.map(to_map),
         comm_channels: comm_channels(item)?,
+        enrollments: Vec::new(),
     };
     let mut conn = state.db.read().await?;
     let view = find(&mut conn, principal.org, &key).await?;
     drop(conn);
     let account = write_account(&view);
-    service::update_customer(&state.db, principal, CustomerId(view.row.id), &account, &update)
-        .await
-        .map_err(v1_error)?;
+    service::update_customer(
+        &state.db,
+        &state.programs,
+        principal,
+        CustomerId(view.row.id),
+        &account,
+        &update,
+    )
+    .await
+    .map_err(v1_error)?;
     let mut conn = state.db.read().await?;
     let view = find(&mut conn, principal.org, &CustomerKey::Id(view.row.id)).await?;
     let mut fields = identity(&view);
@@ -618,7 +631,8 @@ async fn customer_details(
     fields.insert("custom_fields".into(), field_list(&profile_fields));
     fields.insert("extended_fields".into(), field_list(&extended));
     fields.insert("transactions".into(), recent_transactions(conn, org, view.row.id).await?);
-    fields.insert("coupons".into(), json!({"coupon": []}));
+    let coupons = crate::coupons::routes_v1::active_coupons_v1(conn, org, view.row.id).await?;
+    fields.insert("coupons".into(), json!({"coupon": coupons}));
     Ok(ok_item(fields, 1000, "Customer successfully retrieved"))
 }
 
@@ -920,6 +934,37 @@ pub async fn get_notes(
         let notes: Vec<Value> = notes.iter().map(note_json).collect();
         fields.insert("notes".into(), json!({ "note": notes }));
         Ok(ok_item(fields, 1000, "Notes retrieved successfully"))
+    })
+    .await
+}
+
+/// `GET /v1.1/customer/referrals` — the customer's referral code and the customers who
+/// registered with it, newest first (at most 500); `campaign_token` is accepted and not read
+/// (Perks has no referral campaigns: one code per customer).
+#[utoipa::path(get, path = "/v1.1/customer/referrals", tag = "customers-v1.1", params(IdentifierQuery,
+    ("campaign_token" = Option<String>, Query, description = "Accepted, not read")),
+    responses((status = 200, description = "response.customer{referral_code, referees.referee[]}"),
+        (status = 500, description = "1011/1012 not found, 1015 no identifier")))]
+pub async fn get_referrals(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Query(q): Query<IdentifierQuery>,
+) -> Result<V1Reply, ApiError> {
+    let org = principal.org;
+    read_one(&state, &principal, &headers, &q, async |conn, view| {
+        let id = CustomerId(view.row.id);
+        let referees = super::referrals::referees(conn, org, id).await?;
+        let mut fields = identity(view);
+        fields.insert("referral_code".into(), json!(super::referrals::referral_code(id)));
+        let referees: Vec<Value> = referees
+            .iter()
+            .map(|r| json!({"user_id": r.referee_id, "joined_on": v1_time(r.created_at)}))
+            .collect();
+        fields.insert("invitees".into(), json!({"invitee": []}));
+        fields.insert("referees".into(), json!({"referee": referees}));
+        fields.insert("incentives".into(), json!({"incentive": []}));
+        Ok(ok_item(fields, 1000, "Referral statistics retrieved successfully"))
     })
     .await
 }

@@ -10,10 +10,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
+use super::enrolment::parse_enrollments;
 use super::model::{
     CommChannel, CustomerError, CustomerId, CustomerInput, CustomerUpdate, Identifier,
     IdentifierType, LoyaltyType, PROFILE_ITEMS_MAX, ProfileInput, SourceAccount, parse_name,
 };
+use super::referrals::REFERRAL_CODE_MAX_CHARS;
 use super::service::{self, CustomerView};
 use super::store::{self as customer_store, SearchTarget};
 use crate::app::AppState;
@@ -116,8 +118,11 @@ pub struct CustomerBody {
     comm_channels: Option<Vec<CommChannel>>,
     #[allow(dead_code)]
     associated_with: Option<String>,
-    #[allow(dead_code)]
+    /// The referrer's referral code (add only).
     referral_code: Option<String>,
+    /// `[{programId, tierNumber, loyaltyPoints, tierExpiryDate, pointsExpiryDate}]`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    loyalty_program_enrollments: Option<Vec<Value>>,
 }
 
 impl CustomerBody {
@@ -168,16 +173,32 @@ impl CustomerBody {
                 comm_channels: profile.comm_channels,
             });
         }
+        let enrollments =
+            parse_enrollments(self.loyalty_program_enrollments.as_deref().unwrap_or_default())?;
+        let referral_code = match self.referral_code.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(code) if code.chars().count() > REFERRAL_CODE_MAX_CHARS => {
+                return Err(CustomerError::Invalid(format!(
+                    "referralCode must be at most {REFERRAL_CODE_MAX_CHARS} characters"
+                )));
+            }
+            Some(code) => Some(code.to_string()),
+        };
         Ok(CustomerInput {
             profiles,
             loyalty_type,
             extended_fields: self.extended_fields.unwrap_or_default(),
             registered_at: None,
+            enrollments,
+            referral_code,
+            enroll_in_all_programs: false,
         })
     }
 
     fn into_update(self) -> Result<CustomerUpdate, CustomerError> {
         let loyalty_type = self.loyalty_type()?;
+        let enrollments =
+            parse_enrollments(self.loyalty_program_enrollments.as_deref().unwrap_or_default())?;
         let profile = self.profiles.into_iter().next();
         let (first_name, last_name, fields, profile_channels) = match profile {
             Some(p) => (
@@ -195,6 +216,7 @@ impl CustomerBody {
             fields,
             extended_fields: self.extended_fields,
             comm_channels: profile_channels.or(self.comm_channels),
+            enrollments,
         })
     }
 }
@@ -207,6 +229,8 @@ pub struct SourceQuery {
     account_id: Option<String>,
     #[allow(dead_code)]
     raw_side_effects: Option<String>,
+    /// Add only: `true` enrols a new loyalty customer in every program of the org.
+    enroll_in_all_programs: Option<String>,
     #[serde(rename = "use_async")]
     #[allow(dead_code)]
     use_async: Option<String>,
@@ -226,7 +250,17 @@ pub async fn add(
 ) -> Result<Response, ApiError> {
     principal.require(Resource::Customer, Level::Write)?;
     let account = SourceAccount::parse(q.source.as_deref(), q.account_id.as_deref())?;
-    let input = body.into_input(&account, country_code(&headers).as_deref())?;
+    let mut input = body.into_input(&account, country_code(&headers).as_deref())?;
+    input.enroll_in_all_programs = match q.enroll_in_all_programs.as_deref().map(str::trim) {
+        None | Some("") => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(_) => {
+            return Err(
+                CustomerError::Invalid("enrollInAllPrograms must be true or false".into()).into()
+            );
+        }
+    };
     let outcome = service::add_customer(&state.db, &state.programs, &principal, &input).await?;
     Ok(axum::Json(json!({
         "createdId": outcome.customer.0,
@@ -251,8 +285,18 @@ pub async fn update(
     principal.require(Resource::Customer, Level::Write)?;
     let account = SourceAccount::parse(q.source.as_deref(), q.account_id.as_deref())?;
     let update = body.into_update()?;
-    service::update_customer(&state.db, &principal, CustomerId(user_id), &account, &update).await?;
-    Ok(axum::Json(json!({"createdId": user_id, "warnings": [], "sideEffects": []})).into_response())
+    let enrolled = service::update_customer(
+        &state.db,
+        &state.programs,
+        &principal,
+        CustomerId(user_id),
+        &account,
+        &update,
+    )
+    .await?;
+    Ok(axum::Json(json!({"createdId": user_id, "warnings": enrolled.warnings,
+        "sideEffects": enrolled.side_effects}))
+    .into_response())
 }
 
 /// Query of `GET /v2/customers/{id}`.
@@ -589,9 +633,47 @@ pub async fn lookup_update(
         q.resolve(&mut conn, principal.org, country_code(&headers).as_deref()).await?;
     drop(conn);
     let update = body.into_update()?;
-    service::update_customer(&state.db, &principal, customer, &account, &update).await?;
-    Ok(axum::Json(json!({"createdId": customer.0, "warnings": [], "sideEffects": []}))
-        .into_response())
+    let enrolled = service::update_customer(
+        &state.db,
+        &state.programs,
+        &principal,
+        customer,
+        &account,
+        &update,
+    )
+    .await?;
+    Ok(axum::Json(json!({"createdId": customer.0, "warnings": enrolled.warnings,
+        "sideEffects": enrolled.side_effects}))
+    .into_response())
+}
+
+/// `GET /v2/customers/lookup/referrals` — the customer's referral code and the customers who
+/// registered with it (newest first, at most 500): `{"data": {customerId, referralCode,
+/// referees[{customerId, joinedOn}], invitees, incentives}, "warnings", "errors"}`.
+/// `campaignToken` is accepted and not read (one code per customer, no referral campaigns).
+#[utoipa::path(get, path = "/v2/customers/lookup/referrals", tag = "customers",
+    params(LookupQuery, ("campaignToken" = Option<String>, Query, description = "Accepted, not read")),
+    responses((status = 200, description = "Referral code and referees"), (status = 404, description = "8015 not found")))]
+pub async fn lookup_referrals(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Query(q): Query<LookupQuery>,
+) -> Result<Response, ApiError> {
+    principal.require(Resource::Customer, Level::Read)?;
+    let mut conn = state.db.read().await?;
+    let (customer, _) =
+        q.resolve(&mut conn, principal.org, country_code(&headers).as_deref()).await?;
+    let referees = super::referrals::referees(&mut conn, principal.org, customer).await?;
+    let referees: Vec<Value> = referees
+        .iter()
+        .map(|r| json!({"customerId": r.referee_id, "joinedOn": iso(r.created_at)}))
+        .collect();
+    Ok(axum::Json(json!({"data": {"customerId": customer.0,
+        "referralCode": super::referrals::referral_code(customer),
+        "referees": referees, "invitees": [], "incentives": []},
+        "warnings": [], "errors": []}))
+    .into_response())
 }
 
 /// Body of `PUT /v2/customers/lookup/status`.

@@ -3,10 +3,12 @@
 
 use serde_json::{Value, json};
 
+use super::enrolment::{self, Enrolled};
 use super::model::{
     CustomerError, CustomerId, CustomerInput, CustomerUpdate, Identifier, IdentifierType,
     LoyaltyType, SourceAccount, check_comm_channels, check_field_values,
 };
+use super::referrals;
 use super::store::{
     self, Attribution, CustomerRow, CustomerRowUpdate, IdentifierRow, NewCustomerRow,
     NewProfileRow, ProfileRow, ProfileRowUpdate,
@@ -197,6 +199,24 @@ async fn try_register(
         _ => return Err(conflict(&main.identifiers)),
     };
     let mut outcome = outcome;
+    // Enrolments come before the registration award, so that the program's registration rules
+    // see the starting tier and a program already joined here is not joined again.
+    let now = now_millis();
+    let mut enrollments = input.enrollments.clone();
+    let loyalty = input.loyalty_type.unwrap_or(LoyaltyType::Loyalty) == LoyaltyType::Loyalty;
+    if input.enroll_in_all_programs && outcome.created && loyalty {
+        enrollments.extend(
+            enrolment::remaining_programs(&mut tx, programs, principal.org, &enrollments).await?,
+        );
+    }
+    let enrolled =
+        enrolment::enrol(&mut tx, programs, principal, outcome.customer, &enrollments, now).await?;
+    outcome.side_effects.extend(enrolled.side_effects);
+    outcome.warnings.extend(enrolled.warnings);
+    if let Some(code) = input.referral_code.as_deref() {
+        let warnings = referrals::record_referral(&mut tx, principal, &outcome, code, now).await?;
+        outcome.warnings.extend(warnings);
+    }
     if outcome.created && input.loyalty_type.unwrap_or(LoyaltyType::Loyalty) == LoyaltyType::Loyalty
     {
         let till = principal.till.map(|t| t.0);
@@ -207,7 +227,7 @@ async fn try_register(
             outcome.customer.0,
             principal.store,
             till,
-            now_millis(),
+            now,
         )
         .await
         .map_err(|e| match e {
@@ -215,9 +235,7 @@ async fn try_register(
             other => CustomerError::Invalid(other.to_string()),
         })?;
         match awarded {
-            Ok(effects) => {
-                outcome.side_effects = effects.iter().map(|e| e.to_json(false)).collect()
-            }
+            Ok(effects) => outcome.side_effects.extend(effects.iter().map(|e| e.to_json(false))),
             // Enrolment stands; the points that could not be awarded are a warning (00-platform §5.3).
             Err(reason) => outcome
                 .warnings
@@ -314,6 +332,7 @@ async fn update_existing(
         fields: Some(main.fields.clone()).filter(|f| !f.is_empty()),
         extended_fields: Some(input.extended_fields.clone()).filter(|f| !f.is_empty()),
         comm_channels: main.comm_channels.clone(),
+        enrollments: Vec::new(),
     };
     apply_update(tx, principal, owner, &main.account, &update).await?;
     attach_profiles(tx, principal, owner, input, 1).await?;
@@ -499,11 +518,12 @@ async fn record(
 #[tracing::instrument(skip_all, fields(org = principal.org.0, customer = customer.0))]
 pub async fn update_customer(
     db: &Db,
+    programs: &ProgramCache,
     principal: &Principal,
     customer: CustomerId,
     account: &SourceAccount,
     update: &CustomerUpdate,
-) -> Result<(), CustomerError> {
+) -> Result<Enrolled, CustomerError> {
     if let Some(fields) = &update.fields {
         check_field_values("fields", fields)?;
     }
@@ -536,8 +556,11 @@ pub async fn update_customer(
         );
     }
     apply_update(&mut tx, principal, customer, account, &update).await?;
+    let enrolled =
+        enrolment::enrol(&mut tx, programs, principal, customer, &update.enrollments, now_millis())
+            .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(enrolled)
 }
 
 async fn apply_update(

@@ -112,8 +112,9 @@ pub struct LoyaltyEventFilter {
     pub to: Option<i64>,
 }
 
-/// The union of every source of loyalty events; binds $1 (org) and $2 (customer). Ledger
-/// entries that bills, registration and redemptions already stand for are left out; the rest
+/// The union of every source of loyalty events; binds $1 (org) and $2 (customer). Opening
+/// points of enrolments (`loyaltyProgramEnrollments`) are one `PointsAward` per instant. Ledger
+/// entries that bills, registration, enrolments and redemptions already stand for are left out; the rest
 /// (expiry, unlocks, adjustments and kinds added later) count one event per kind and instant,
 /// so that the lots of one expiry run make one event.
 const EVENTS_SQL: &str = "\
@@ -139,6 +140,11 @@ const EVENTS_SQL: &str = "\
         CASE WHEN r.currency_id = 0 THEN r.reversed_points ELSE 0 END \
         FROM points_redemptions r WHERE r.org_id = $1 AND r.customer_id = $2 \
         AND r.reversed_at IS NOT NULL \
+    UNION ALL \
+    SELECT 'ENR', MIN(l.id), 'PointsAward', 'EARN', l.awarded_at, 'SUCCESS', \
+        CAST(SUM(l.awarded) AS BIGINT) \
+        FROM point_lots l WHERE l.org_id = $1 AND l.customer_id = $2 AND l.currency_id = 0 \
+        AND l.source = 'ENROLLMENT' GROUP BY l.awarded_at \
     UNION ALL \
     SELECT 'LED', MIN(e.id), CASE e.kind WHEN 'EXPIRE' THEN 'PointsExpiry' \
             WHEN 'UNLOCK' THEN 'DelayedAccrual' WHEN 'ADJUST' THEN 'PointsAdjustment' \

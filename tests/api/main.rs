@@ -17,6 +17,7 @@ mod crash;
 mod currencies;
 mod customers;
 mod customers_embeds;
+mod customers_enrol;
 mod customers_v1;
 mod envelopes;
 mod fields;
