@@ -376,7 +376,7 @@ fn raw_reads(db: &Db, org: i64, world: &Arc<World>) -> Arc<SendRequest> {
                 .unwrap();
                 customer.len() + identifiers.len()
             } else {
-                perks::dispatch!(&mut conn, |e| sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(
+                perks::dispatch!(&mut conn, |e| sqlx::query_as::<_, (i64, i32, i64, i64, i64)>(
                     "SELECT program_id, tier_number, current_points, promised_points, \
                      lifetime_points FROM loyalty_accounts WHERE org_id = $1 AND customer_id = $2"
                 )
