@@ -247,16 +247,7 @@ pub async fn spend_in(
         return Err(LedgerError::NotPositive);
     }
     expire_customer(c, scope).await?;
-    let current = if currency == POINTS {
-        store::lock_account(c, scope.org, scope.customer, scope.program)
-            .await?
-            .map(|a| a.current_points)
-    } else {
-        store_currency::currency_balance(c, scope.org, scope.customer, scope.program, currency)
-            .await?
-            .map(|b| b.current_points)
-    }
-    .ok_or(LedgerError::Insufficient { available: Fixed::ZERO })?;
+    let current = current_balance_in(c, scope, currency).await?;
     if current < points.0 {
         return Err(LedgerError::Insufficient { available: Fixed(current.max(0)) });
     }
@@ -267,6 +258,25 @@ pub async fn spend_in(
         return Err(LedgerError::Insufficient { available: Fixed(taken) });
     }
     Ok(record_in(c, scope, currency, kind, -points.0, 0, &movements, meta).await?)
+}
+
+/// The customer's current balance in `currency` (0: the program's points), read under the
+/// account's lock for points; no account means nothing to spend.
+async fn current_balance_in(
+    c: &mut impl Connection,
+    scope: Scope,
+    currency: i64,
+) -> Result<i64, LedgerError> {
+    let current = if currency == POINTS {
+        store::lock_account(c, scope.org, scope.customer, scope.program)
+            .await?
+            .map(|a| a.current_points)
+    } else {
+        store_currency::currency_balance(c, scope.org, scope.customer, scope.program, currency)
+            .await?
+            .map(|b| b.current_points)
+    };
+    current.ok_or(LedgerError::Insufficient { available: Fixed::ZERO })
 }
 
 /// Plans taking up to `wanted` from spendable lots of `currency` (skipping `exclude`),
@@ -878,16 +888,7 @@ pub async fn deduct_in(
         return Err(LedgerError::NotPositive);
     }
     expire_customer(c, scope).await?;
-    let current = if currency == POINTS {
-        store::lock_account(c, scope.org, scope.customer, scope.program)
-            .await?
-            .map(|a| a.current_points)
-    } else {
-        store_currency::currency_balance(c, scope.org, scope.customer, scope.program, currency)
-            .await?
-            .map(|b| b.current_points)
-    }
-    .ok_or(LedgerError::Insufficient { available: Fixed::ZERO })?;
+    let current = current_balance_in(c, scope, currency).await?;
     if !allow_negative && current < points.0 {
         return Err(LedgerError::Insufficient { available: Fixed(current.max(0)) });
     }
