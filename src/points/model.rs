@@ -16,7 +16,8 @@ impl Fixed {
 
     /// Rounds to four decimals (half away from zero); `None` when out of range.
     pub fn from_decimal(value: Decimal) -> Option<Fixed> {
-        let scaled = value.round_dp(SCALE_DIGITS) * Decimal::from(SCALE);
+        // Checked: a value near `Decimal::MAX` (a client can send 5e27) overflows when scaled.
+        let scaled = value.round_dp(SCALE_DIGITS).checked_mul(Decimal::from(SCALE))?;
         scaled.to_i64().map(Fixed)
     }
 
@@ -200,6 +201,16 @@ mod tests {
         assert_eq!(f, Fixed(1_234_500));
         assert_eq!(f.to_decimal(), d);
         assert_eq!(Fixed(125_000).to_f64(), 12.5);
+    }
+
+    #[test]
+    fn decimals_beyond_the_range_are_none_not_a_panic() {
+        assert_eq!(Fixed::from_decimal(Decimal::MAX), None);
+        assert_eq!(
+            Fixed::from_decimal(Decimal::from_str_exact("5181436913680141000000000000").unwrap()),
+            None
+        );
+        assert_eq!(Fixed::from_decimal(Decimal::from(i64::MAX)), None);
     }
 
     #[test]

@@ -364,7 +364,8 @@ async fn redeem_in(
         (_, None) => return Err(PointsError::CodeRequired),
     };
     let current = Fixed(account.as_ref().map(|a| a.current_points).unwrap_or(0));
-    let value = r.points.to_decimal() * rules.point_value;
+    // Checked: `pointValue` comes from the program document and may be large.
+    let value = r.points.to_decimal().checked_mul(rules.point_value).unwrap_or(Decimal::MAX);
     if !r.commit {
         return Ok(Redeemed {
             redemption_id: None,

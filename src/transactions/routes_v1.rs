@@ -65,7 +65,10 @@ fn v1_lines(item: &Value) -> Result<Vec<LineInput>, ApiError> {
         let value = if line.get("value").is_some_and(|v| !v.is_null()) {
             money(line, "value", Code::NegativeLineValue)?
         } else {
-            Fixed::from_decimal(rate.to_decimal() * qty.to_decimal()).unwrap_or_default()
+            rate.to_decimal()
+                .checked_mul(qty.to_decimal())
+                .and_then(Fixed::from_decimal)
+                .unwrap_or_default()
         };
         let amount = if line.get("amount").is_some_and(|v| !v.is_null()) {
             money(line, "amount", Code::NegativeLineAmount)?

@@ -115,7 +115,11 @@ fn wire_line(index: usize, line: LineBody) -> Result<LineInput, TransactionError
         non_negative(&field("discount"), line.discount.as_ref(), Code::NegativeLineDiscount)?;
     let value = match line.value.as_ref().filter(|v| !v.is_null()) {
         Some(v) => non_negative(&field("value"), Some(v), Code::NegativeLineValue)?,
-        None => Fixed::from_decimal(rate.to_decimal() * qty.to_decimal()).unwrap_or_default(),
+        None => rate
+            .to_decimal()
+            .checked_mul(qty.to_decimal())
+            .and_then(Fixed::from_decimal)
+            .unwrap_or_default(),
     };
     let amount = match line.amount.as_ref().filter(|v| !v.is_null()) {
         Some(v) => non_negative(&field("amount"), Some(v), Code::NegativeLineAmount)?,
@@ -374,8 +378,9 @@ pub async fn convert_currency(
     let local_ratio = inr_ratio(c, org, &code).await?;
     let base_ratio = inr_ratio(c, org, &base).await?;
     let ratio = local_ratio / base_ratio;
-    let convert =
-        |f: Fixed| Fixed::from_decimal((f.to_decimal() * ratio).round_dp(4)).unwrap_or_default();
+    let convert = |f: Fixed| {
+        f.to_decimal().checked_mul(ratio).and_then(Fixed::from_decimal).unwrap_or_default()
+    };
     input.local_amount = Some(input.amount);
     input.amount = convert(input.amount);
     input.gross_amount = convert(input.gross_amount);

@@ -220,6 +220,11 @@ async fn bad_bodies_get_clear_errors(backend: Backend) {
     assert_v2_error(&post_bill(&app, "919845000006", &bad_type).await, 400, 400);
     let no_amount = json!({"type": "REGULAR", "billNumber": "X"});
     assert_v2_error(&post_bill(&app, "919845000006", &no_amount).await, 400, 601);
+    // A line's rate × qty beyond a decimal's range (no `value` given) is no server failure.
+    let huge = json!({"type": "REGULAR", "billNumber": "HUGE", "billAmount": 10,
+        "lineItemsV2": [{"itemCode": "A", "qty": 900_000_000_000_000u64, "rate": 900_000_000_000_000u64}]});
+    let r = post_bill(&app, "919845000006", &huge).await;
+    assert!(r.status.is_success() || r.status.is_client_error(), "{}: {}", r.status, r.body);
     let bad_date =
         json!({"type": "REGULAR", "billNumber": "X", "billAmount": 10, "billingDate": "yesterday"});
     assert_v2_error(&post_bill(&app, "919845000006", &bad_date).await, 400, 400);
