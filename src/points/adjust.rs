@@ -12,7 +12,6 @@ use super::ledger::{self, Award, EntryMeta, LedgerError, Scope};
 use super::model::{Fixed, LotKind};
 use super::redemption::PointsError;
 use super::store::{self, LotRow};
-use super::store_currency;
 use super::store_ops::{self, NewAdjustment, NewAllocation};
 use crate::audit::{self, AuditActor, Change};
 use crate::auth::Principal;
@@ -213,14 +212,7 @@ pub async fn deduct(
         },
     )
     .await?;
-    let balance = if currency == ledger::POINTS {
-        store::lock_account(&mut tx, org, d.customer, program).await?.map(|a| a.current_points)
-    } else {
-        store_currency::currency_balance(&mut tx, org, d.customer, program, currency)
-            .await?
-            .map(|b| b.current_points)
-    }
-    .unwrap_or(0);
+    let balance = ledger::current_balance_in(&mut tx, scope, currency).await?.unwrap_or(0);
     tx.commit().await?;
     Ok(Deducted { id, taken: done.taken, debt: done.debt, balance: Fixed(balance) })
 }

@@ -247,7 +247,9 @@ pub async fn spend_in(
         return Err(LedgerError::NotPositive);
     }
     expire_customer(c, scope).await?;
-    let current = current_balance_in(c, scope, currency).await?;
+    let current = current_balance_in(c, scope, currency)
+        .await?
+        .ok_or(LedgerError::Insufficient { available: Fixed::ZERO })?;
     if current < points.0 {
         return Err(LedgerError::Insufficient { available: Fixed(current.max(0)) });
     }
@@ -261,13 +263,13 @@ pub async fn spend_in(
 }
 
 /// The customer's current balance in `currency` (0: the program's points), read under the
-/// account's lock for points; no account means nothing to spend.
-async fn current_balance_in(
+/// account's lock for points; `None` when the customer has no account in it.
+pub async fn current_balance_in(
     c: &mut impl Connection,
     scope: Scope,
     currency: i64,
-) -> Result<i64, LedgerError> {
-    let current = if currency == POINTS {
+) -> Result<Option<i64>, DbError> {
+    Ok(if currency == POINTS {
         store::lock_account(c, scope.org, scope.customer, scope.program)
             .await?
             .map(|a| a.current_points)
@@ -275,8 +277,7 @@ async fn current_balance_in(
         store_currency::currency_balance(c, scope.org, scope.customer, scope.program, currency)
             .await?
             .map(|b| b.current_points)
-    };
-    current.ok_or(LedgerError::Insufficient { available: Fixed::ZERO })
+    })
 }
 
 /// Plans taking up to `wanted` from spendable lots of `currency` (skipping `exclude`),
@@ -888,7 +889,9 @@ pub async fn deduct_in(
         return Err(LedgerError::NotPositive);
     }
     expire_customer(c, scope).await?;
-    let current = current_balance_in(c, scope, currency).await?;
+    let current = current_balance_in(c, scope, currency)
+        .await?
+        .ok_or(LedgerError::Insufficient { available: Fixed::ZERO })?;
     if !allow_negative && current < points.0 {
         return Err(LedgerError::Insufficient { available: Fixed(current.max(0)) });
     }
